@@ -1,0 +1,1 @@
+"""The actor-critic trained in imagination."""

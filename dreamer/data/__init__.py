@@ -1,0 +1,1 @@
+"""Bybit client, DuckDB storage and ingestion."""

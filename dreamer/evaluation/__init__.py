@@ -1,0 +1,1 @@
+"""Held-out backtest, metrics, baselines and plots."""

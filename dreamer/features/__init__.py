@@ -1,0 +1,1 @@
+"""Validation gate, causal features, chronological splits and the sequence sampler."""

@@ -1,0 +1,1 @@
+"""The DreamerV3 world model: RSSM, heads and losses."""

@@ -1,0 +1,1 @@
+"""MLflow tracking, model registry and promotion."""

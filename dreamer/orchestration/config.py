@@ -1,0 +1,19 @@
+"""Configuration of registry promotion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dreamer.errors import require
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    metric: str = "sharpe"  # compared on the agent's net backtest metrics
+    min_improvement: float = 0.0  # the challenger must beat the champion by more than this
+    max_drawdown_limit: float = 0.5  # guard rail: a fraction of equity, e.g. 0.5 = -50 %
+
+    def __post_init__(self) -> None:
+        require(bool(self.metric), "promotion.metric must be set")
+        require(self.min_improvement >= 0.0, "promotion.min_improvement must be >= 0")
+        require(0.0 < self.max_drawdown_limit <= 1.0, "promotion.max_drawdown_limit must be in (0, 1]")

@@ -1,0 +1,26 @@
+"""Where things live by default, and the environment variables that move them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = PROJECT_ROOT / "sql"
+BUNDLED_CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+SAMPLE_DIR = Path(__file__).resolve().parent / "resources" / "sample"
+SAMPLE_CSV = SAMPLE_DIR / "bybit_BTCUSDT_5m_2026-01_2026-07.csv.gz"
+"""Real Bybit linear-perpetual BTCUSDT 5-minute klines, 2026-01-01 00:00 to 2026-07-21 16:55 UTC."""
+
+DB_ENV = "DREAMER_DB"
+DEFAULT_DB = Path("data") / "dreamer.duckdb"
+
+
+def default_db_path() -> Path:
+    """`$DREAMER_DB` if set, else `./data/dreamer.duckdb` (relative to the working directory)."""
+    return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
+
+
+def read_sql(name: str) -> str:
+    """The text of `sql/<name>` (all SQL of the project lives there)."""
+    return (SQL_DIR / name).read_text(encoding="utf-8")

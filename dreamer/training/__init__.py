@@ -1,0 +1,1 @@
+"""Training loops: world model, checkpoints."""
