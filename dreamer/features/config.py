@@ -16,8 +16,10 @@ class ValidationConfig:
     report_examples: int = 5  # offending rows listed per failed expectation
 
     def __post_init__(self) -> None:
-        require(0.0 <= self.warn_gap_fraction <= self.max_gap_fraction <= 1.0,
-                "validation: 0 <= warn_gap_fraction <= max_gap_fraction <= 1 is required")
+        require(
+            0.0 <= self.warn_gap_fraction <= self.max_gap_fraction <= 1.0,
+            "validation: 0 <= warn_gap_fraction <= max_gap_fraction <= 1 is required",
+        )
         require(self.max_abs_log_return > 0.0, "validation.max_abs_log_return must be > 0")
         require(self.min_rows >= 1, "validation.min_rows must be >= 1")
         require(self.report_examples >= 0, "validation.report_examples must be >= 0")

@@ -67,31 +67,71 @@ class DreamerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
-        for name in ("deterministic_size", "stochastic_size", "num_categories", "hidden_size", "mlp_layers",
-                     "batch_size", "sequence_length", "imagination_horizon"):
+        for name in (
+            "deterministic_size",
+            "stochastic_size",
+            "num_categories",
+            "hidden_size",
+            "mlp_layers",
+            "batch_size",
+            "sequence_length",
+            "imagination_horizon",
+        ):
             require(getattr(self, name) >= 1, f"dreamer.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("world_model_steps", "policy_steps", "seed"):
             require(getattr(self, name) >= 0, f"dreamer.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("unimix", "kl_balance_alpha", "discount", "lambda_gae", "critic_ema_decay",
-                     "return_norm_decay", "return_norm_low", "return_norm_high"):
+        for name in (
+            "unimix",
+            "kl_balance_alpha",
+            "discount",
+            "lambda_gae",
+            "critic_ema_decay",
+            "return_norm_decay",
+            "return_norm_low",
+            "return_norm_high",
+        ):
             value = getattr(self, name)
             require(0.0 <= value <= 1.0, f"dreamer.{name} must be in [0, 1], got {value}")
         require(self.unimix < 1.0, "dreamer.unimix must be < 1")
         require(self.return_norm_low < self.return_norm_high, "dreamer.return_norm_low must be < return_norm_high")
-        for name in ("free_bits", "beta_dyn", "beta_rep", "beta_pred", "entropy_coef", "critic_ema_regulariser",
-                     "fee_rate", "slippage_rate", "drawdown_penalty", "return_norm_floor"):
+        for name in (
+            "free_bits",
+            "beta_dyn",
+            "beta_rep",
+            "beta_pred",
+            "entropy_coef",
+            "critic_ema_regulariser",
+            "fee_rate",
+            "slippage_rate",
+            "drawdown_penalty",
+            "return_norm_floor",
+        ):
             require(getattr(self, name) >= 0.0, f"dreamer.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("learning_rate", "actor_learning_rate", "critic_learning_rate", "adam_eps", "grad_clip",
-                     "actor_grad_clip", "critic_grad_clip", "return_unit"):
+        for name in (
+            "learning_rate",
+            "actor_learning_rate",
+            "critic_learning_rate",
+            "adam_eps",
+            "grad_clip",
+            "actor_grad_clip",
+            "critic_grad_clip",
+            "return_unit",
+        ):
             require(getattr(self, name) > 0.0, f"dreamer.{name} must be > 0, got {getattr(self, name)}")
-        require(self.num_bins >= 3 and self.num_bins % 2 == 1, f"dreamer.num_bins must be odd and >= 3, got {self.num_bins}")
+        require(
+            self.num_bins >= 3 and self.num_bins % 2 == 1, f"dreamer.num_bins must be odd and >= 3, got {self.num_bins}"
+        )
         require(self.bins_low < 0.0 < self.bins_high, "dreamer.bins_low < 0 < dreamer.bins_high is required")
         require(len(self.position_levels) >= 2, "dreamer.position_levels needs at least two levels")
         require(all(-1.0 <= p <= 1.0 for p in self.position_levels), "dreamer.position_levels must lie in [-1, 1]")
-        require(list(self.position_levels) == sorted(set(self.position_levels)),
-                "dreamer.position_levels must be strictly increasing")
-        require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-                f"dreamer.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        require(
+            list(self.position_levels) == sorted(set(self.position_levels)),
+            "dreamer.position_levels must be strictly increasing",
+        )
+        require(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            f"dreamer.device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
 
     @property
     def cost_rate(self) -> float:
