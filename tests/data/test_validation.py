@@ -1,0 +1,159 @@
+"""Data tier: the validation gate passes real Bybit klines and names every injected defect."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dreamer.cli import main
+from dreamer.data import store
+from dreamer.data.ingest import ingest_sample
+from dreamer.features.config import ValidationConfig
+from dreamer.features.validate import DataValidationError, validate_klines, validate_series
+from tests.conftest import SHARED_DATA
+from tests.feature_fixtures import read_kline_csv, sample_klines
+
+SMALL = ValidationConfig(min_rows=1000)
+
+
+@pytest.fixture(scope="module")
+def klines() -> pd.DataFrame:
+    return sample_klines(3000)
+
+
+def test_bundled_sample_passes_and_writes_its_report(tmp_path: Path) -> None:
+    report = validate_klines(sample_klines(), "5", category="linear", symbol="BTCUSDT", out_dir=tmp_path)
+    assert report.status == "passed" and report.rows == 58_092 and report.missing_bars == 0
+    assert all(outcome.success for outcome in report.outcomes)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "passed" and summary["failures"] == [] and summary["rows"] == 58_092
+    html = (tmp_path / "report.html").read_text()
+    assert "linear/BTCUSDT/5" in html and "high_ge_low" in html
+    assert json.loads((tmp_path / "gx_result.json").read_text())["success"] is True
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SHARED_DATA.glob("bybit_*_5m_*.csv.gz")) or ["absent"])
+def test_shared_real_data_passes(name: str) -> None:
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{SHARED_DATA} is absent (only the bundled sample ships with the project)")
+    report = validate_klines(read_kline_csv(path), "5", symbol=name.split("_")[1])
+    assert report.passed, report.summary_text()
+
+
+def _duplicate(k: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([k.iloc[:1500], k.iloc[[1499]], k.iloc[1500:]], ignore_index=True)
+
+
+def _high_below_low(k: pd.DataFrame) -> pd.DataFrame:
+    k.loc[1500, "high"] = k.loc[1500, "low"] - 10.0
+    return k
+
+
+def _set(column: str, value: float) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def inject(k: pd.DataFrame) -> pd.DataFrame:
+        k.loc[1500, column] = value
+        return k
+
+    return inject
+
+
+def _misaligned(k: pd.DataFrame) -> pd.DataFrame:
+    k.loc[1500, "open_time"] += pd.Timedelta(seconds=90)
+    return k
+
+
+def _many_gaps(k: pd.DataFrame) -> pd.DataFrame:
+    return k.drop(index=range(1000, 1000 + 60)).reset_index(drop=True)  # 60 of 3000 bars: 2% > 1%
+
+
+def _absurd_jump(k: pd.DataFrame) -> pd.DataFrame:
+    k.loc[1500, ["open", "high", "low", "close"]] *= 10.0  # a shifted decimal: log return +2.3, then -2.3
+    return k
+
+
+DEFECTS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], set[str]]] = {
+    "duplicate bar": (_duplicate, {"open_time_unique", "open_time_increasing"}),
+    "high < low": (_high_below_low, {"high_ge_low", "high_ge_open", "high_ge_close"}),
+    "negative volume": (_set("volume", -1.0), {"volume_non_negative"}),
+    "NaN close": (_set("close", np.nan), {"not_null_close"}),
+    "NaN volume": (_set("volume", np.nan), {"not_null_volume"}),
+    "non-positive low": (_set("low", 0.0), {"low_positive"}),
+    "negative turnover": (_set("turnover", -5.0), {"turnover_non_negative"}),
+    "misaligned timestamp": (_misaligned, {"open_time_aligned"}),
+    "too many gaps": (_many_gaps, {"gap_share"}),
+    "absurd jump": (_absurd_jump, {"no_absurd_jump"}),
+    "too few rows": (lambda k: k.iloc[:900], {"enough_rows"}),
+}
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_each_injected_defect_fails_the_gate_by_name(klines: pd.DataFrame, defect: str, tmp_path: Path) -> None:
+    inject, expected = DEFECTS[defect]
+    with pytest.raises(DataValidationError) as caught:
+        validate_klines(inject(klines.copy()), "5", SMALL, symbol="BTCUSDT", out_dir=tmp_path)
+    report = caught.value.report
+    assert {outcome.name for outcome in report.failures} == expected
+    message = str(caught.value)
+    for name in expected:
+        assert f"- {name}:" in message
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and set(summary["failures"]) == expected
+
+
+def test_failure_lists_counts_and_offending_rows(klines: pd.DataFrame) -> None:
+    bad = klines.copy()
+    for row in (100, 200, 300):
+        bad.loc[row, "volume"] = -float(row)
+    with pytest.raises(DataValidationError) as caught:
+        validate_klines(bad, "5", SMALL)
+    (outcome,) = caught.value.report.failures
+    assert outcome.unexpected_count == 3 and outcome.element_count == 3000
+    assert [example["row"] for example in outcome.examples] == [100, 200, 300]
+    assert outcome.examples[1]["volume"] == -200.0
+    assert outcome.examples[1]["open_time"] == bad.loc[200, "open_time"].isoformat()
+    assert "3 of 3,000 rows" in str(caught.value) and "volume=-200.0" in str(caught.value)
+
+
+def test_a_few_gaps_are_a_warning_not_a_failure(klines: pd.DataFrame, tmp_path: Path) -> None:
+    gappy = klines.drop(index=[500, 1700, 1701]).reset_index(drop=True)
+    report = validate_klines(gappy, "5", SMALL, out_dir=tmp_path)
+    assert report.status == "passed with warnings"
+    assert [o.name for o in report.warnings] == ["gaps_warning"]
+    assert report.missing_bars == 3 and report.expected_bars == 3000
+    (gaps,) = report.warnings
+    assert sorted(example["missing_bars_before"] for example in gaps.examples) == [1, 2]
+    assert json.loads((tmp_path / "summary.json").read_text())["warnings"] == ["gaps_warning"]
+
+
+def test_thresholds_come_from_config(klines: pd.DataFrame) -> None:
+    gappy = klines.drop(index=range(1000, 1010)).reset_index(drop=True)  # 10 of 3000 missing: 0.33%
+    assert validate_klines(gappy, "5", SMALL).passed
+    with pytest.raises(DataValidationError, match="gap_share"):
+        validate_klines(gappy, "5", ValidationConfig(min_rows=1000, max_gap_fraction=0.002))
+    report = validate_klines(klines, "5", ValidationConfig(min_rows=1000, warn_abs_log_return=0.001))
+    assert [o.name for o in report.warnings] == ["large_moves_warning"]
+
+
+def test_validate_series_and_cli_on_the_stored_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "db.duckdb"
+    ingest_sample(db)
+    con = store.connect(db, read_only=True)
+    try:
+        report = validate_series(con, "linear", "BTCUSDT", "5", SMALL, start="2026-03-01", end="2026-03-10 23:55")
+    finally:
+        con.close()
+    assert report.passed and report.rows == 10 * 288
+    report_dir = tmp_path / "report"
+    args = ["validate", "--symbol", "BTCUSDT", "--interval", "5", "--db", str(db), "--report-dir", str(report_dir)]
+    assert main(args) == 0
+    assert "validation PASSED" in capsys.readouterr().out
+    assert main([*args, "--start", "2026-07-21"]) == 1  # 204 rows < demo's min_rows
+    out = capsys.readouterr().out
+    assert "validation FAILED" in out and "enough_rows" in out
+    assert json.loads((report_dir / "summary.json").read_text())["failures"] == ["enough_rows"]
