@@ -1,0 +1,83 @@
+"""`dreamer ingest`: klines from Bybit (default), a CSV/Parquet file, or the bundled sample into DuckDB."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from dreamer.commands.common import add_db_arg, add_market_args
+from dreamer.paths import default_db_path
+
+EXAMPLES = """examples:
+  dreamer ingest --symbol BTCUSDT --interval 5 --category linear --start 2025-01-01
+  dreamer ingest --symbol BTCUSDT --interval 5            # resume after the newest stored candle
+  dreamer ingest --source csv --path klines.csv.gz --symbol BTCUSDT --interval 5 --category linear
+  dreamer ingest --source sample                          # the bundled BTCUSDT 5m sample
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "ingest",
+        help="load klines into DuckDB (Bybit, CSV/Parquet, or the bundled sample)",
+        description="Load closed klines into the DuckDB table `klines`; every run is logged in "
+        "`ingestion_runs`. Bybit runs commit page by page and resume where a previous run stopped.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--source", choices=("bybit", "csv", "sample"), default="bybit")
+    add_market_args(parser, symbol_required=False)
+    parser.add_argument(
+        "--start",
+        help="first candle start (UTC date/datetime or epoch ms; inclusive). "
+        "Omit to resume after the newest stored candle",
+    )
+    parser.add_argument("--end", help="last candle start (inclusive). Omit for up to the last closed candle")
+    parser.add_argument("--path", help="--source csv: the file (.csv, .csv.gz or .parquet)")
+    parser.add_argument("--base-url", help="Bybit REST base URL (default: $DREAMER_BYBIT_URL or https://api.bybit.com)")
+    parser.add_argument("--testnet", action="store_true", help="use https://api-testnet.bybit.com")
+    parser.add_argument(
+        "--max-rps", type=float, default=10.0, help="client-side request rate limit (default 10/s; 0 disables)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON instead of one line")
+    add_db_arg(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dreamer.data.errors import InvalidMarketError
+    from dreamer.data.ingest import IngestReport, ingest_bybit, ingest_csv, ingest_sample
+    from dreamer.errors import DreamerError
+
+    db_path = args.db or default_db_path()
+    report: IngestReport
+    try:
+        if args.source == "sample":
+            report = ingest_sample(db_path)
+        else:
+            if not args.symbol:
+                raise InvalidMarketError(f"--symbol is required with --source {args.source} (e.g. --symbol BTCUSDT)")
+            if args.source == "csv":
+                if not args.path:
+                    raise InvalidMarketError("--source csv needs --path FILE")
+                report = ingest_csv(db_path, args.path, args.category, args.symbol, args.interval)
+            else:
+                report = ingest_bybit(
+                    db_path,
+                    args.category,
+                    args.symbol,
+                    args.interval,
+                    start=args.start,
+                    end=args.end,
+                    base_url=args.base_url,
+                    testnet=args.testnet,
+                    max_requests_per_second=args.max_rps or None,
+                )
+    except DreamerError as exc:
+        for note in getattr(exc, "__notes__", ()):
+            print(note, file=sys.stderr)
+        raise
+    print(json.dumps(report.to_dict()) if args.json else report.summary_line())
+    return 0

@@ -1,0 +1,306 @@
+"""A client for Bybit's public kline endpoint, `GET /v5/market/kline`, built on `requests`.
+
+Bybit's semantics, all relied on here:
+* `start`/`end` are inclusive candle start times (ms); `start` is floored to the candle containing it.
+* `limit` is 1..1000 (default 200). What Bybit returns when `[start, end]` holds more than `limit` candles
+  is undocumented, so this client only ever asks for windows of at most `limit` candles: every request
+  has exactly one correct answer, whatever the server's ordering or truncation rule.
+* Pages come newest-first, every number is a string, and the newest candle may still be open: a candle
+  is kept only if `start + interval <= time`, the envelope's server time.
+* Business errors are HTTP 200 with `retCode != 0`. Transient failures (timeouts, dropped connections,
+  HTTP 429/5xx, retCode 10000/10016, a truncated body) are retried with exponential backoff and jitter;
+  rate limiting (retCode 10006) waits until `X-Bapi-Limit-Reset-Timestamp`. HTTP 403 (geo-block or IP
+  ban, often an HTML page) and retCode 10001 (bad parameters) fail at once with a typed error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import requests
+
+from dreamer.data.candles import Candles, collect_problems, row_problems
+from dreamer.data.errors import (
+    BybitAccessDenied,
+    BybitRequestRejected,
+    BybitResponseError,
+    BybitUnavailable,
+    InvalidMarketError,
+)
+from dreamer.data.markets import Interval, format_ms
+
+DEFAULT_BASE_URL = "https://api.bybit.com"
+TESTNET_BASE_URL = "https://api-testnet.bybit.com"
+BASE_URL_ENV = "DREAMER_BYBIT_URL"
+KLINE_PATH = "/v5/market/kline"
+MAX_LIMIT = 1000
+RETRYABLE_RET_CODES = {10000: "server timeout", 10016: "server error"}
+RATE_LIMIT_RET_CODES = {10006: "too many visits", 10018: "IP rate limit exceeded"}
+RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
+
+
+def resolve_base_url(base_url: str | None = None, testnet: bool = False) -> str:
+    """`base_url` if given, else the testnet URL if asked, else `$DREAMER_BYBIT_URL`, else mainnet."""
+    if base_url and testnet:
+        raise InvalidMarketError("give either a base URL or testnet, not both")
+    url = base_url or (TESTNET_BASE_URL if testnet else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise InvalidMarketError(f"base URL {url!r} must look like https://host[:port]")
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries: attempt k (1-based) of a transient failure waits about `base * 2**(k-1)` seconds,
+    capped at `max_backoff_s`, with half of it jittered; 10006 waits until the server's reset time."""
+
+    max_attempts: int = 6
+    backoff_base_s: float = 0.5
+    max_backoff_s: float = 30.0
+    max_rate_limit_wait_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.backoff_base_s < 0 or self.max_backoff_s < 0:
+            raise InvalidMarketError(f"invalid retry policy {self}")
+
+
+@dataclass(frozen=True)
+class KlinePage:
+    """The closed candles of one window (ascending), what was dropped as still open, and the server time."""
+
+    candles: Candles
+    open_candles_dropped: int
+    server_time_ms: int
+
+
+@dataclass
+class _Transient(Exception):
+    reason: str
+    wait_s: float | None = None  # the server said how long to wait
+
+
+@dataclass
+class RequestStats:
+    requests: int = 0
+    retries: int = 0
+    waited_s: float = 0.0
+
+
+@dataclass
+class BybitClient:
+    """Fetches one window of klines per call. Time functions are injectable so tests never sleep.
+
+    `max_requests_per_second` paces requests client-side (None or 0 disables pacing); Bybit allows 600
+    requests per 5 s per IP, the default 10/s stays far below it.
+    """
+
+    base_url: str = field(default_factory=resolve_base_url)
+    timeout_s: float = 10.0
+    max_requests_per_second: float | None = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    session: requests.Session = field(default_factory=requests.Session)
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+    stats: RequestStats = field(default_factory=RequestStats)
+    _next_request_at: float = field(default=0.0, repr=False)
+
+    def fetch_window(self, category: str, symbol: str, interval: Interval, start_ms: int, end_ms: int) -> KlinePage:
+        """Closed candles with start in `[start_ms, end_ms]` (aligned, at most `MAX_LIMIT` candles)."""
+        candles_in_window = int(interval.count(start_ms, end_ms))
+        if not 1 <= candles_in_window <= MAX_LIMIT:
+            raise ValueError(f"a window must hold 1..{MAX_LIMIT} candles, this one holds {candles_in_window}")
+        params = {
+            "category": category,
+            "symbol": symbol,
+            "interval": interval.code,
+            "start": str(start_ms),
+            "end": str(end_ms),
+            "limit": str(candles_in_window),
+        }
+        payload = self._get(params)
+        return parse_kline_page(payload, category, symbol, interval, start_ms, end_ms)
+
+    # -- transport ------------------------------------------------------------------------------------
+
+    def _get(self, params: dict[str, str]) -> dict[str, Any]:
+        url = self.base_url + KLINE_PATH
+        for attempt in range(1, self.retry.max_attempts + 1):
+            self._pace()
+            self.stats.requests += 1
+            try:
+                return self._attempt(url, params)
+            except _Transient as transient:
+                if attempt == self.retry.max_attempts:
+                    raise BybitUnavailable(
+                        f"GET {url} {_describe(params)} failed {attempt} times in a row; last: {transient.reason}. "
+                        "Committed pages are kept; rerun later to resume."
+                    ) from None
+                wait_s = transient.wait_s if transient.wait_s is not None else self._backoff_s(attempt)
+                self.stats.retries += 1
+                self.stats.waited_s += wait_s
+                self.sleep(wait_s)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, url: str, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            response = self.session.get(url, params=params, timeout=self.timeout_s)
+            body = response.content
+        except requests.Timeout as exc:
+            raise _Transient(f"timed out after {self.timeout_s:g} s ({type(exc).__name__})") from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise _Transient(f"connection failed: {exc}") from None
+        status = response.status_code
+        if status == 403:
+            raise BybitAccessDenied(
+                f"HTTP 403 from {url}: access denied. Bybit refuses requests from this IP address or region "
+                f"(geo-block or IP ban); retrying will not help. Response: {_snippet(body)}"
+            )
+        if status == 429 or status >= 500:
+            raise _Transient(f"HTTP {status}", self._reset_wait_s(response))
+        if status != 200:
+            raise BybitRequestRejected(
+                f"HTTP {status} from {url} {_describe(params)} (is the base URL right?): {_snippet(body)}"
+            )
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise _Transient(f"HTTP 200 with a body that is not complete JSON ({len(body)} bytes)") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("retCode"), int):
+            raise BybitResponseError(f"{url} {_describe(params)}: response has no integer retCode: {_snippet(body)}")
+        code, message = payload["retCode"], payload.get("retMsg")
+        if code == 0:
+            return payload
+        if code in RETRYABLE_RET_CODES:
+            raise _Transient(f"retCode {code} ({RETRYABLE_RET_CODES[code]}): {message}")
+        if code in RATE_LIMIT_RET_CODES:
+            wait_s = self._reset_wait_s(response)
+            raise _Transient(f"retCode {code} ({RATE_LIMIT_RET_CODES[code]}): {message}", wait_s)
+        raise BybitRequestRejected(
+            f"Bybit rejected {_describe(params)} with retCode {code}: {message}. "
+            "Check the symbol, interval and category (retrying will not help)."
+        )
+
+    def _pace(self) -> None:
+        if not self.max_requests_per_second:
+            return
+        now = self.monotonic()
+        if now < self._next_request_at:
+            self.sleep(self._next_request_at - now)
+            now = self._next_request_at
+        self._next_request_at = now + 1.0 / self.max_requests_per_second
+
+    def _backoff_s(self, attempt: int) -> float:
+        ceiling = min(self.retry.max_backoff_s, self.retry.backoff_base_s * 2 ** (attempt - 1))
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+    def _reset_wait_s(self, response: requests.Response) -> float | None:
+        """Seconds until the rate-limit window resets, from Bybit's header (epoch ms), if it sent one."""
+        header = response.headers.get(RESET_HEADER)
+        if header is None or not header.strip().isdigit():
+            return None
+        wait_s = int(header) / 1000.0 - self.wall_clock()
+        return min(max(wait_s, 0.0) + 0.05, self.retry.max_rate_limit_wait_s)
+
+
+def parse_kline_page(
+    payload: dict[str, Any], category: str, symbol: str, interval: Interval, start_ms: int, end_ms: int
+) -> KlinePage:
+    """Check a `retCode == 0` kline response against the request and return its closed candles.
+
+    Raises `BybitResponseError` naming the problem for a wrong shape, wrong echo fields, unparsable or
+    inconsistent numbers, candles outside the window or duplicated; nothing of such a page is kept.
+    """
+    where = f"kline page {category} {symbol} {interval.code} [{format_ms(start_ms)} .. {format_ms(end_ms)}]"
+    result = payload.get("result")
+    server_time = payload.get("time")
+    if not isinstance(result, dict) or not isinstance(result.get("list"), list):
+        raise BybitResponseError(f"{where}: 'result.list' is missing or not a list")
+    if not isinstance(server_time, int) or isinstance(server_time, bool):
+        raise BybitResponseError(f"{where}: the envelope has no integer 'time' (needed to drop the open candle)")
+    for key, expected in (("symbol", symbol), ("category", category)):
+        if result.get(key) != expected:
+            raise BybitResponseError(f"{where}: the page is for {key} {result.get(key)!r}, not {expected!r}")
+    rows = result["list"]
+    if not rows:
+        return KlinePage(Candles.empty(), 0, server_time)
+    times, values = _parse_rows(rows, where)
+    candles = Candles(times, values).sorted()  # newest-first on Bybit; either order is accepted
+    with np.errstate(invalid="ignore"):
+        checks = [
+            ((candles.open_time_ms < start_ms) | (candles.open_time_ms > end_ms), "candle {} is outside the window"),
+            (~np.isfinite(candles.values[:, 5]), "turnover must be a finite number"),
+        ]
+    problems = collect_problems(checks, candles.open_time_ms)
+    if not problems:
+        problems = row_problems(candles, interval)
+    if problems:
+        raise BybitResponseError(
+            f"{where}: {problems.bad_rows} bad candle(s):\n{problems.describe(lambda row: f'row {row}')}"
+        )
+    closed = interval.shift(candles.open_time_ms, 1) <= server_time
+    return KlinePage(candles[closed], int((~closed).sum()), server_time)
+
+
+ROW_TYPE = pa.list_(pa.string(), 7)  # [startTime, open, high, low, close, volume, turnover], all strings
+
+
+def _parse_rows(rows: list[Any], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """`rows` (lists of 7 strings) -> (start times [N] int64, values [N, 6] float64), parsed by Arrow in C.
+
+    Arrow rejects rows of another length, non-string fields and text that is not a number; the slow
+    Python path below runs only then, to say exactly which row and field is wrong.
+    """
+    try:
+        cells = pa.array(rows, type=ROW_TYPE)
+        if cells.null_count or cells.values.null_count:
+            raise pa.ArrowTypeError("null field")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        for i, row in enumerate(rows):
+            if type(row) is not list or len(row) != 7:
+                raise BybitResponseError(f"{where}: row {i} is not a list of 7 fields: {row!r:.200}") from None
+        raise BybitResponseError(f"{where}: every field must be a string, as Bybit sends them") from None
+    try:
+        times = pc.cast(pc.list_element(cells, 0), pa.int64()).to_numpy()
+        values = pc.cast(cells.values, pa.float64()).to_numpy().reshape(-1, 7)[:, 1:]
+    except pa.ArrowInvalid:
+        raise BybitResponseError(f"{where}: unparsable numbers:\n{_unparsable_cells(rows)}") from None
+    return times, np.ascontiguousarray(values)
+
+
+def _unparsable_cells(rows: list[list[str]]) -> str:
+    names = ("startTime", "open", "high", "low", "close", "volume", "turnover")
+    found = []
+    for i, row in enumerate(rows):
+        for column, text in enumerate(row):
+            try:  # the same parser as the fast path, cell by cell (this runs only on a bad page)
+                pc.cast(pa.array([text], pa.string()), pa.int64() if column == 0 else pa.float64())
+            except pa.ArrowInvalid:
+                found.append(f"  row {i} {names[column]}: {text!r:.40}")
+        if len(found) >= 10:
+            break
+    return "\n".join(found[:10])
+
+
+def _describe(params: dict[str, str]) -> str:
+    return "(" + ", ".join(f"{key}={value}" for key, value in params.items()) + ")"
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    """The start of a response body as one readable line (tags of an HTML error page stripped)."""
+    text = body.decode("utf-8", errors="replace")
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", text, flags=re.S | re.I)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(text.split())
+    return (text[:limit] + "...") if len(text) > limit else (text or "(empty body)")

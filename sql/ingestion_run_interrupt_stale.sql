@@ -1,0 +1,6 @@
+-- DuckDB lets one process write a database file at a time, so a run of this series still marked
+-- 'running' when a new one starts belongs to a process that died (kill -9, power loss).
+UPDATE ingestion_runs SET
+    status = 'interrupted',
+    error = 'the process ended before the run finished; its committed pages are kept'
+WHERE status = 'running' AND category = $category AND symbol = $symbol AND interval = $interval;

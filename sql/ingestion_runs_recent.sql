@@ -1,0 +1,2 @@
+-- The latest ingestion runs, newest first.
+SELECT * FROM ingestion_runs ORDER BY id DESC LIMIT $limit;

@@ -1,0 +1,1 @@
+"""Test doubles shared by the test tiers (a loopback fake Bybit, a fake clock)."""
