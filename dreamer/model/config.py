@@ -43,6 +43,7 @@ class DreamerConfig:
     world_model_steps: int = 5000
     # --- actor-critic in imagination -----------------------------------------------------------
     imagination_horizon: int = 15
+    imagination_starts: int = 1024  # start states per policy update, drawn from the batch's B·T posteriors
     discount: float = 0.99
     lambda_gae: float = 0.95
     position_levels: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
@@ -50,7 +51,7 @@ class DreamerConfig:
     critic_learning_rate: float = 3e-5
     actor_grad_clip: float = 100.0
     critic_grad_clip: float = 100.0
-    entropy_coef: float = 3e-4
+    entropy_coef: float = 0.1  # not DreamerV3's 3e-4: see dreamer/agent/actor_critic.py
     critic_ema_decay: float = 0.98
     critic_ema_regulariser: float = 1.0
     return_norm_decay: float = 0.99
@@ -76,6 +77,7 @@ class DreamerConfig:
             "batch_size",
             "sequence_length",
             "imagination_horizon",
+            "imagination_starts",
         ):
             require(getattr(self, name) >= 1, f"dreamer.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("world_model_steps", "policy_steps", "seed"):

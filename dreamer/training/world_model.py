@@ -1,0 +1,330 @@
+"""Training the world model on sequences of the train split.
+
+One update, top to bottom:
+
+    obs [B, T, F], r [B, T]  <- SequenceSampler(train).sample()
+    L, metrics               <- WorldModel.loss(obs, r)          (bf16 autocast on CUDA, fp32 on CPU)
+    L.backward(); clip the global gradient norm at cfg.grad_clip; Adam step
+
+Guarantees:
+* Seeded: the model's initialisation, the batches and the latent samples all derive from `cfg.seed`;
+  on the CPU two runs with the same seed produce bit-identical losses.
+* Never silently NaN: a non-finite input, loss term or gradient stops training with `NonFiniteError`
+  naming the term (or the parameters) before the optimiser touches the weights.
+* Actions: with `world_model_uses_action` the GRU reads the previous action, but the recorded market
+  holds no actions of ours. A price taker's actions do not move the market, so each bar is paired with a
+  uniformly random position level (seeded like everything else): the model sees every action with every
+  market state and can only learn that they do not matter, which is the truth it should know.
+* Resumable: every `checkpoint_every` updates (and at the end) the checkpoint (model, optimiser, step,
+  config, feature normaliser, random generator states) is written atomically; rerunning the same call
+  continues from it and finishes exactly as an uninterrupted run would. `metrics.jsonl` is cut back to the
+  checkpoint's step on resume, so it never holds an update twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamer.errors import DreamerError
+from dreamer.features.dataset import MarketDataset
+from dreamer.features.sampler import SamplerError, SequenceSampler
+from dreamer.model.config import DreamerConfig
+from dreamer.model.world_model import WorldModel
+from dreamer.training.checkpoint import (
+    WORLD_MODEL_CHECKPOINT,
+    CheckpointError,
+    config_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from dreamer.training.device import autocast, resolve_device
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+MetricsCallback = Callable[[int, dict[str, float]], None]
+
+# The config fields that shape the world model or its updates: a checkpoint resumes only under the same
+# values. Everything else (step count, device, actor-critic and trading settings) may change in between.
+TRAINING_FIELDS = (
+    "deterministic_size",
+    "stochastic_size",
+    "num_categories",
+    "hidden_size",
+    "mlp_layers",
+    "unimix",
+    "world_model_uses_action",
+    "position_levels",
+    "kl_formulation",
+    "kl_balance_alpha",
+    "free_bits",
+    "beta_dyn",
+    "beta_rep",
+    "beta_pred",
+    "num_bins",
+    "bins_low",
+    "bins_high",
+    "return_unit",
+    "learning_rate",
+    "adam_eps",
+    "grad_clip",
+    "batch_size",
+    "sequence_length",
+    "seed",
+)
+_VALIDATION_SEED = 12345  # fixed latent samples for the validation loss (its own RNG stream, see below)
+
+
+class NonFiniteError(DreamerError, FloatingPointError):
+    """A loss term, gradient or input became NaN or infinite; the message names which."""
+
+
+@dataclass(frozen=True)
+class WorldModelTrainingResult:
+    checkpoint: Path  # self-contained checkpoint (see dreamer.training.checkpoint)
+    metrics_path: Path  # metrics.jsonl, one JSON object per update
+    steps: int  # updates done in total, including those before a resume
+    resumed_from: int  # step of the checkpoint this call started from (0: fresh)
+    final_metrics: dict[str, float]  # the last update's metrics and `val/...` losses
+    history: list[dict[str, float]]  # the metrics of every update run by this call
+    seconds: float
+    device: str  # where it ran, e.g. "cpu" or "cuda:0"
+
+
+def train_world_model(
+    dataset: MarketDataset | str | Path,
+    cfg: DreamerConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    on_metrics: MetricsCallback | None = None,
+    checkpoint_every: int = 250,
+) -> WorldModelTrainingResult:
+    """Train a world model for `cfg.world_model_steps` updates on the train split of `dataset` (a
+    `MarketDataset` or a saved dataset directory); write `checkpoint.pt` and `metrics.jsonl` in `out_dir`.
+
+    With `resume=True` an existing checkpoint in `out_dir` is continued (it must have been trained with
+    the same `TRAINING_FIELDS` and features); with `resume=False` it is overwritten. `on_metrics(step,
+    metrics)` is called after every update.
+    """
+    if checkpoint_every < 1:
+        raise DreamerError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    started = time.perf_counter()
+    data = dataset if isinstance(dataset, MarketDataset) else MarketDataset.load(dataset)
+    device = resolve_device(cfg.device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint, metrics_path = out / WORLD_MODEL_CHECKPOINT, out / METRICS_FILE
+
+    torch.manual_seed(cfg.seed)
+    model = WorldModel(data.num_features, cfg).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+    sampler = SequenceSampler(data, "train", cfg.sequence_length, cfg.batch_size, seed=cfg.seed, device=device)
+
+    step = 0
+    if resume and checkpoint.exists():
+        step = _restore(checkpoint, model, optimizer, sampler, data, cfg)
+        log.info("resuming world-model training from step %d of %d", step, cfg.world_model_steps)
+    _truncate_metrics(metrics_path, step)
+    resumed_from = step
+
+    history: list[dict[str, float]] = []
+    metrics: dict[str, float] = {}
+    with metrics_path.open("a", encoding="utf-8") as metrics_file:
+        while step < cfg.world_model_steps:
+            tick = time.perf_counter()
+            obs, next_log_return = sampler.sample()  # [B, T, F], [B, T]
+            metrics = world_model_update(model, optimizer, obs, next_log_return, cfg, device, step + 1)
+            step += 1
+            elapsed = time.perf_counter() - tick
+            metrics["time/update_ms"] = elapsed * 1e3
+            metrics["sequences_per_s"] = cfg.batch_size / elapsed
+            metrics_file.write(json.dumps({"step": step, **metrics}) + "\n")
+            history.append(metrics)
+            if on_metrics is not None:
+                on_metrics(step, metrics)
+            if step % checkpoint_every == 0 or step == cfg.world_model_steps:
+                metrics_file.flush()
+                _save(checkpoint, model, optimizer, sampler, data, cfg, step, metrics)
+
+    final_metrics = {**(metrics or _saved_metrics(checkpoint)), **validation_loss(model, data, cfg)}
+    _save(checkpoint, model, optimizer, sampler, data, cfg, step, final_metrics)
+    seconds = time.perf_counter() - started
+    return WorldModelTrainingResult(
+        checkpoint, metrics_path, step, resumed_from, final_metrics, history, seconds, str(device)
+    )
+
+
+def world_model_update(
+    model: WorldModel,
+    optimizer: torch.optim.Optimizer,
+    obs: torch.Tensor,
+    next_log_return: torch.Tensor,
+    cfg: DreamerConfig,
+    device: torch.device,
+    step: int,
+) -> dict[str, float]:
+    """One update: one loss, one backward, one clipped Adam step; returns the metrics as floats.
+
+    Synchronises with the device once (for the metrics and the finiteness checks); raises
+    `NonFiniteError` before the optimiser step if an input, loss term or gradient is not finite."""
+    model.train()
+    with autocast(device):
+        loss, terms, _ = model.loss(obs, next_log_return, random_actions(model, obs))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    checks = {"input/obs_finite": torch.isfinite(obs).all().float(), "grad_norm": grad_norm}
+    names = [*terms, *checks]
+    values = torch.stack([value.float() for value in [*terms.values(), *checks.values()]]).tolist()
+    metrics = dict(zip(names, values, strict=True))
+
+    if metrics.pop("input/obs_finite") < 1.0:
+        raise NonFiniteError(f"step {step}: the observations contain NaN/inf (check the dataset's features)")
+    bad_terms = [name for name in terms if not math.isfinite(metrics[name])]
+    if bad_terms:
+        detail = ", ".join(f"{name}={metrics[name]}" for name in bad_terms)
+        raise NonFiniteError(f"step {step}: non-finite world-model loss term(s): {detail}")
+    if not math.isfinite(metrics["grad_norm"]):
+        bad = [name for name, p in model.named_parameters() if p.grad is not None and not p.grad.isfinite().all()]
+        raise NonFiniteError(f"step {step}: non-finite gradient in {', '.join(bad) or 'the gradient norm'}")
+    optimizer.step()
+    return metrics
+
+
+def random_actions(model: WorldModel, obs: torch.Tensor) -> torch.Tensor | None:
+    """Uniformly random one-hot position levels `[B, T, A]` for a model with action input, else None."""
+    if model.action_dim == 0:
+        return None
+    levels = torch.randint(model.action_dim, obs.shape[:2], device=obs.device)  # [B, T]
+    return torch.nn.functional.one_hot(levels, model.action_dim).to(obs.dtype)
+
+
+@torch.no_grad()
+def validation_loss(model: WorldModel, dataset: MarketDataset, cfg: DreamerConfig) -> dict[str, float]:
+    """Mean loss terms over every back-to-back window of the val split, as `val/<term>` (empty if the
+    split holds no window). Its latent samples use a separate, fixed random stream, so evaluating never
+    changes the training run's random state (a resumed run stays identical to an uninterrupted one)."""
+    device = next(model.parameters()).device
+    try:
+        sampler = SequenceSampler(dataset, "val", cfg.sequence_length, cfg.batch_size, device=device)
+    except SamplerError as exc:
+        log.warning("no validation loss: %s", exc)
+        return {}
+    model.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(_VALIDATION_SEED)
+        for obs, next_log_return in sampler.iter_windows():
+            with autocast(device):
+                _, terms, _ = model.loss(obs, next_log_return, random_actions(model, obs))
+            batch = obs.shape[0]
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value) * batch
+            count += batch
+    return {f"val/{name}": total / count for name, total in sums.items()}
+
+
+def _save(
+    path: Path,
+    model: WorldModel,
+    optimizer: torch.optim.Optimizer,
+    sampler: SequenceSampler,
+    dataset: MarketDataset,
+    cfg: DreamerConfig,
+    step: int,
+    metrics: dict[str, float],
+) -> None:
+    save_checkpoint(
+        path,
+        {
+            "step": step,
+            "config": dataclasses.asdict(cfg),
+            "obs_dim": dataset.num_features,
+            "feature_names": list(dataset.feature_names),
+            "normaliser": dataset.normaliser.to_dict(),
+            "meta": {key: value for key, value in dataset.meta.items() if isinstance(value, str | int | float)},
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "sampler": sampler.generator.get_state(),
+            },
+            "metrics": dict(metrics),
+        },
+    )
+
+
+def _restore(
+    path: Path,
+    model: WorldModel,
+    optimizer: torch.optim.Optimizer,
+    sampler: SequenceSampler,
+    dataset: MarketDataset,
+    cfg: DreamerConfig,
+) -> int:
+    saved = read_checkpoint(path)
+    saved_cfg = dataclasses.asdict(config_from_checkpoint(saved))
+    current = dataclasses.asdict(cfg)
+    changed = [name for name in TRAINING_FIELDS if saved_cfg[name] != current[name]]
+    if changed:
+        raise CheckpointError(
+            f"{path} was trained with different settings ({', '.join(changed)}); "
+            "use another output directory, or resume=False (--no-resume) to start over"
+        )
+    if list(saved["feature_names"]) != list(dataset.feature_names) or saved["normaliser"] != (
+        dataset.normaliser.to_dict()
+    ):
+        raise CheckpointError(f"{path} was trained on other features or another normalisation of them")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    if saved["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+    sampler.generator.set_state(saved["rng"]["sampler"])
+    return int(saved["step"])
+
+
+def _saved_metrics(path: Path) -> dict[str, float]:
+    """Metrics stored with a checkpoint that needs no further update (rerun of a finished run)."""
+    if not path.exists():
+        return {}
+    return {k: float(v) for k, v in read_checkpoint(path)["metrics"].items() if not k.startswith("val/")}
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metric lines of updates up to `step` (the checkpoint's); later ones will be redone."""
+    kept = []
+    if path.exists() and step > 0:
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _line_step(line) <= step]
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in kept))
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def _line_step(line: str) -> float:
+    try:
+        record: dict[str, Any] = json.loads(line)
+        return float(record["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf  # a line cut short by a crash
