@@ -9,9 +9,11 @@ from dreamer.errors import require
 
 @dataclass(frozen=True)
 class PromotionConfig:
-    metric: str = "sharpe"  # compared on the agent's net backtest metrics
+    metric: str = "sharpe"  # a key of the agent's net backtest metrics (evaluation metrics.json "agent")
+    higher_is_better: bool = True  # false for metrics such as turnover or volatility
     min_improvement: float = 0.0  # the challenger must beat the champion by more than this
     max_drawdown_limit: float = 0.5  # guard rail: a fraction of equity, e.g. 0.5 = -50 %
+    metric_floor: float | None = 0.0  # guard rail: the metric must be better than this (null: no floor)
 
     def __post_init__(self) -> None:
         require(bool(self.metric), "promotion.metric must be set")

@@ -1,0 +1,98 @@
+"""`dreamer predict`: the champion's target position for the latest closed bar in the database."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from dreamer.commands.common import add_db_arg, add_market_args
+from dreamer.paths import default_db_path
+
+EXAMPLES = """examples:
+  dreamer predict --symbol BTCUSDT --interval 5
+  dreamer predict --symbol BTCUSDT --interval 5 --alias challenger --json
+  dreamer ingest --symbol BTCUSDT --interval 5 && dreamer predict --symbol BTCUSDT --interval 5
+
+The model is `models:/dreamer-<symbol>-<interval>@champion` of the MLflow registry at $MLFLOW_TRACKING_URI
+(default: ./mlflow). It trades the newest stored bars from a flat account (feature warm-up, latent warm-up,
+then --context-bars bars) and prints the position to hold over the next bar: -1 short .. +1 long. It reads
+the database only: run `dreamer ingest` first to bring it up to date.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="target position of the registry's champion for the latest closed bar",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_market_args(parser)
+    add_db_arg(parser)
+    parser.add_argument("--alias", default="champion", help="registry alias to load (default: champion)")
+    parser.add_argument("--version", help="a registered version number instead of --alias")
+    parser.add_argument(
+        "--context-bars", type=int, default=1_000, help="bars traded before the latest one (default 1000)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
+    parser.set_defaults(handler=predict)
+
+
+def predict(args: argparse.Namespace) -> int:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from dreamer.data.markets import parse_category, parse_interval, parse_symbol
+    from dreamer.errors import ConfigError, DreamerError
+    from dreamer.orchestration import registry, tracking
+    from dreamer.orchestration.pyfunc import latest_position
+
+    symbol, category = parse_symbol(args.symbol), parse_category(args.category)
+    interval = parse_interval(args.interval)
+    if args.context_bars < 1:
+        raise ConfigError("--context-bars must be >= 1")
+    name = registry.registered_model_name(symbol, interval.code)
+    uri = tracking.tracking_uri()
+    client = tracking.client(uri)
+    try:
+        if args.version:
+            version = client.get_model_version(name, str(args.version))
+        else:
+            version = client.get_model_version_by_alias(name, args.alias)
+    except MlflowException as exc:
+        wanted = f"version {args.version}" if args.version else f"alias {args.alias!r}"
+        raise DreamerError(
+            f"no {wanted} of model {name} in the registry at {uri} ({exc.error_code}); "
+            "train one with the `dreamer` flow (make up, then prefect deployment run dreamer/daily)"
+        ) from exc
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    db_path = args.db or default_db_path()
+    result = latest_position(
+        f"models:/{name}/{version.version}", db_path, category, symbol, interval.code, args.context_bars
+    )
+    result |= {"model": name, "version": str(version.version), "alias": args.alias if not args.version else None}
+    result |= {"symbol": symbol, "interval": interval.code, "category": category}
+
+    if interval.length_ms is not None:
+        behind = (int(time.time() * 1000) - result["bar_open_time_ms"]) // interval.length_ms - 1
+        result["bars_behind_now"] = int(behind)
+        if behind > 1:
+            print(
+                f"warning: the latest stored bar closed {behind} bars ago; run `dreamer ingest --symbol {symbol} "
+                f"--interval {interval.code} --category {category}` to decide on fresh data",
+                file=sys.stderr,
+            )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        label = f"alias {args.alias}" if not args.version else "pinned version"
+        print(
+            f"{symbol} {interval.code} ({category}): target position {result['target_position']:+.2f} "
+            f"after the bar opening {result['bar_open_time']}, from {name} v{version.version} ({label})"
+        )
+    return 0

@@ -1,0 +1,68 @@
+"""Cache key of the feature stage: a hash of exactly what it reads and of the code that turns it into a dataset.
+
+The flow computes the key before building features (one read of the window's klines from DuckDB, a
+fraction of a second for a year of 5-minute bars) and keys the Prefect task cache and the dataset's
+directory on it: same klines, same split settings, same feature code -> the dataset built before is
+reused; any corrected candle, new bar, changed setting or edited SQL -> a new key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dreamer.config import RunConfig
+from dreamer.paths import PROJECT_ROOT, SQL_DIR
+
+FEATURE_CACHE_KEEP = 5
+"""Cached datasets kept (most recently used first); a daily run on new bars gets a new key every day."""
+FEATURE_CODE = ("dreamer/features/*.py", "dreamer/pipeline.py")
+"""Python sources (besides every file of sql/) whose edits change the dataset built from the same klines."""
+
+
+def features_cache_key(spec: Any, db_path: str | Path, cfg: RunConfig) -> str:
+    """Key of `stage_features(spec, db_path, cfg, ...)`: 32 hex digits of a SHA-256."""
+    from dreamer.data import store
+    from dreamer.pipeline import data_window, klines_hash
+
+    start, end = data_window(spec, db_path)
+    con = store.connect(db_path, read_only=True)
+    try:
+        klines = store.read_klines(con, spec.category, spec.symbol, spec.interval, start=start, end=end)
+    finally:
+        con.close()
+    payload = {
+        "market": [spec.source, spec.category, spec.symbol, spec.interval],
+        "window": [start, end],
+        "klines": klines_hash(klines) if len(klines) else "empty",
+        "split": dataclasses.asdict(cfg.split),
+        "code": code_fingerprint(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def code_fingerprint() -> str:
+    """SHA-256 over the feature code: every SQL file and the `FEATURE_CODE` sources, by relative path."""
+    digest = hashlib.sha256()
+    files = sorted(SQL_DIR.glob("*.sql")) + sorted(p for pattern in FEATURE_CODE for p in PROJECT_ROOT.glob(pattern))
+    for path in files:
+        digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def touch_and_prune(cache_root: str | Path, used: str | Path, keep: int = FEATURE_CACHE_KEEP) -> list[Path]:
+    """Mark `used` (a directory under `cache_root`) as just used, then delete all but the `keep` most
+    recently used directories. Returns the deleted ones (a Prefect cache record pointing at one of them is
+    refreshed by the flow, not followed)."""
+    os.utime(used)
+    entries = sorted((p for p in Path(cache_root).iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    stale = [p for p in entries[: max(len(entries) - keep, 0)] if p.resolve() != Path(used).resolve()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale

@@ -1,0 +1,201 @@
+"""Register a run's agent and promote it if it beats the champion on the same held-out window.
+
+`register_and_promote` is the last stage of a pipeline run:
+
+1. Re-evaluate the current champion (if any) on this run's test split with this run's evaluation
+   settings and costs, through the same `stage_evaluate` as the candidate: numbers from different
+   windows are never compared. The champion reads the features through its own training normaliser.
+2. Decide (`registry.decide_promotion`, a pure function): guard rails, then the configured metric.
+3. Log the agent as a pyfunc model in the run, load it back and trade the latest stored bars with it
+   (a model that does not load never reaches the registry), register it as a new version of
+   `dreamer-<symbol>-<interval>` and write the decision: tags, then the alias.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dreamer.config import RunConfig
+from dreamer.errors import DreamerError
+from dreamer.orchestration import registry
+from dreamer.orchestration.tracking import FlowTracking, client
+
+log = logging.getLogger(__name__)
+
+VERSION_TAG_PREFIX = "data."
+
+
+class ChampionIncompatible(DreamerError):
+    """The champion cannot trade this run's dataset (another feature set)."""
+
+
+def register_and_promote(
+    tracking: FlowTracking,
+    cfg: RunConfig,
+    data: dict[str, Any],
+    evaluation: dict[str, Any],
+    agent_checkpoint: str | Path,
+    db_path: str | Path,
+    work_dir: str | Path,
+) -> dict[str, Any]:
+    """See the module docstring. `data` is `stage_features`' result, `evaluation` `stage_evaluate`'s.
+
+    Returns a JSON-ready dict: `model_name`, `version`, `model_uri`, `decision` (alias, promote, metric,
+    values, reasons), `champion` (version and its metrics on this window, or None) and `latest`
+    (the new model's target position for the latest stored bar)."""
+    from dreamer.orchestration.pyfunc import latest_position, log_agent_model
+
+    mlflow_client = client(tracking.tracking_uri)
+    work = Path(work_dir)
+    name = registry.registered_model_name(data["symbol"], data["interval"])
+    current = registry.champion_version(mlflow_client, name)
+    champion: dict[str, Any] | None = None
+    notes: list[str] = []
+    if current is not None:
+        try:
+            champion = evaluate_champion(tracking, name, str(current.version), data, cfg, work / "champion")
+        except Exception as exc:  # a broken or incompatible champion must not block the decision
+            log.warning("champion v%s could not be re-evaluated: %s", current.version, exc)
+            notes.append(f"champion v{current.version} could not be re-evaluated on this window: {exc}")
+        else:
+            notes += overlap_notes(current.tags, data, str(current.version))
+    decision = registry.decide_promotion(
+        evaluation["agent"],
+        champion["metrics"] if champion else None,
+        cfg.promotion,
+        champion_version=None if current is None else str(current.version),
+        notes=notes,
+    )
+
+    info = log_agent_model(
+        agent_checkpoint,
+        tracking.run_id,
+        tracking.tracking_uri,
+        data["interval"],
+        metadata=model_metadata(data),
+        warm_up_bars=cfg.dreamer.sequence_length,  # as stage_evaluate warms the policy up
+    )
+    latest = latest_position(info.model_uri, db_path, data["category"], data["symbol"], data["interval"])
+    version = registry.register_version(
+        mlflow_client, name, info.model_uri, tracking.run_id, tags=version_tags(data), model_id=info.model_id
+    )
+    registry.apply_decision(mlflow_client, name, str(version.version), decision)
+    return {
+        "model_name": name,
+        "version": str(version.version),
+        "model_uri": info.model_uri,
+        "registry_uri": f"models:/{name}/{version.version}",
+        "decision": {
+            "alias": decision.alias,
+            "promote": decision.promote,
+            "metric": decision.metric,
+            "candidate_value": decision.candidate_value,
+            "champion_value": decision.champion_value,
+            "champion_version": decision.champion_version,
+            "reasons": list(decision.reasons),
+        },
+        "champion": champion,
+        "latest": latest,
+    }
+
+
+def evaluate_champion(
+    tracking: FlowTracking, name: str, version: str, data: dict[str, Any], cfg: RunConfig, work_dir: Path
+) -> dict[str, Any]:
+    """Download champion `version` and backtest it on this run's dataset (`stage_evaluate`)."""
+    import mlflow
+
+    from dreamer.agent.checkpoint import load_checkpoint
+    from dreamer.features.dataset import Normaliser
+    from dreamer.orchestration.pyfunc import agent_checkpoint_in
+    from dreamer.pipeline import stage_evaluate
+
+    model_dir = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{version}",
+        dst_path=str(work_dir / "model"),
+        tracking_uri=tracking.tracking_uri,
+        registry_uri=tracking.tracking_uri,
+    )
+    checkpoint = agent_checkpoint_in(model_dir)
+    normaliser = Normaliser.from_dict(load_checkpoint(checkpoint)["normaliser"])
+    dataset_dir = dataset_for_normaliser(data["dataset_dir"], normaliser, work_dir / "dataset")
+    result = stage_evaluate(dataset_dir, checkpoint, cfg, work_dir / "evaluation")
+    return {
+        "version": version,
+        "metrics": result["agent"],
+        "window": result["window"],
+        "metrics_path": result["metrics_path"],
+    }
+
+
+def dataset_for_normaliser(dataset_dir: str | Path, normaliser: Any, out_dir: Path) -> Path:
+    """`dataset_dir` itself when its observations are normalised with `normaliser`; otherwise the same
+    bars and splits re-expressed with `normaliser` (saved under `out_dir`). A policy must read features
+    scaled as in its own training, and the champion's training window differs from this run's."""
+    from dreamer.features.dataset import MarketDataset
+
+    dataset = MarketDataset.load(dataset_dir)
+    if tuple(normaliser.feature_names) != dataset.feature_names:
+        raise ChampionIncompatible(
+            f"the champion reads features {list(normaliser.feature_names)}, this dataset has "
+            f"{list(dataset.feature_names)}"
+        )
+    own = dataset.normaliser
+    if np.array_equal(own.mean, normaliser.mean) and np.array_equal(own.std, normaliser.std):
+        return Path(dataset_dir)
+    raw = dataset.obs.astype(np.float64) * own.std + own.mean  # [N, F] symlog features before normalising
+    MarketDataset.from_arrays(
+        open_time_ms=dataset.open_time_ms,
+        close=dataset.close,
+        features=raw,
+        next_log_return=dataset.next_log_return,
+        segment_id=dataset.segment_id,
+        feature_names=dataset.feature_names,
+        splits=dataset.splits,
+        normaliser=normaliser,
+        meta=dataset.meta,
+    ).save(out_dir)
+    return out_dir
+
+
+def version_tags(data: dict[str, Any]) -> dict[str, str]:
+    """What a model version was trained on (read back by `overlap_notes` when it is the champion)."""
+    splits = data.get("splits", {})
+    tags = {
+        "symbol": str(data["symbol"]),
+        "interval": str(data["interval"]),
+        "category": str(data["category"]),
+        f"{VERSION_TAG_PREFIX}content_hash": str(data.get("content_hash")),
+        f"{VERSION_TAG_PREFIX}first_open_time": str(data.get("first_open_time")),
+        f"{VERSION_TAG_PREFIX}last_open_time": str(data.get("last_open_time")),
+    }
+    for split, bounds in splits.items():
+        tags[f"{VERSION_TAG_PREFIX}{split}.start"] = str(bounds.get("start"))
+        tags[f"{VERSION_TAG_PREFIX}{split}.end"] = str(bounds.get("end"))
+    return tags
+
+
+def overlap_notes(champion_tags: dict[str, str], data: dict[str, Any], version: str) -> list[str]:
+    """A caveat when the champion trained on bars inside this run's test window (its score there is
+    in-sample, hence flattering): the comparison still runs, but the reader should know."""
+    import pandas as pd
+
+    trained_until = champion_tags.get(f"{VERSION_TAG_PREFIX}train.end")
+    test_start = data.get("splits", {}).get("test", {}).get("start")
+    if not trained_until or not test_start or trained_until == "None":
+        return []
+    if pd.Timestamp(trained_until) >= pd.Timestamp(test_start):
+        return [
+            f"caution: champion v{version} was trained on bars up to {trained_until}, inside this test window "
+            f"(from {test_start}); its score here is partly in-sample"
+        ]
+    return []
+
+
+def model_metadata(data: dict[str, Any]) -> dict[str, Any]:
+    keys = ("category", "symbol", "interval", "source", "content_hash", "first_open_time", "last_open_time")
+    return {key: data.get(key) for key in keys} | {"features": list(data.get("features", []))}

@@ -1,0 +1,181 @@
+"""Champion promotion through the MLflow Model Registry.
+
+Two layers. `decide_promotion` is a pure function of two metric dicts measured on the **same** held-out
+window (the candidate's and the current champion's, re-evaluated there) and the `PromotionConfig`; it
+returns a `PromotionDecision` with human-readable reasons. The thin MLflow layer below it registers the
+candidate as a new version of `dreamer-<symbol>-<interval>`, writes the decision as version tags and moves
+the alias: `champion` when promoted, `challenger` otherwise. A registered model has at most one version
+per alias, so the previous champion keeps its version and tags and simply loses the alias.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dreamer.orchestration.config import PromotionConfig
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+TAG_PREFIX = "promotion."
+
+
+def registered_model_name(symbol: str, interval: str) -> str:
+    """`dreamer-btcusdt-5`: one registered model per market and bar interval."""
+    return f"dreamer-{symbol}-{interval}".lower()
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    metric: str
+    candidate_value: float | None
+    champion_value: float | None  # None when there is no champion (or it could not be evaluated)
+    champion_version: str | None
+    reasons: tuple[str, ...]
+
+    @property
+    def alias(self) -> str:
+        return CHAMPION if self.promote else CHALLENGER
+
+    def as_tags(self) -> dict[str, str]:
+        """The decision as MLflow model-version tags (all strings)."""
+        return {
+            f"{TAG_PREFIX}decision": self.alias,
+            f"{TAG_PREFIX}metric": self.metric,
+            f"{TAG_PREFIX}candidate_value": _fmt(self.candidate_value),
+            f"{TAG_PREFIX}champion_value": _fmt(self.champion_value),
+            f"{TAG_PREFIX}champion_version": self.champion_version or "none",
+            f"{TAG_PREFIX}reasons": "; ".join(self.reasons),
+        }
+
+
+def decide_promotion(
+    candidate: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    cfg: PromotionConfig,
+    champion_version: str | None = None,
+    notes: Sequence[str] = (),
+) -> PromotionDecision:
+    """Should the candidate become champion?
+
+    `candidate` and `champion` are the agents' net backtest metrics on the same held-out window. `champion`
+    is None when the registry has no champion yet, or, with `champion_version` set, when the champion could
+    not be evaluated there (then it stays). The candidate must first pass the guard rails: a finite value of
+    the metric, better than `cfg.metric_floor`, and a maximum drawdown within `cfg.max_drawdown_limit`. It
+    is then promoted when there is no champion, when the champion's value is not finite, or when it beats
+    the champion by more than `cfg.min_improvement`. `notes` (caveats about the comparison) end the reasons.
+    """
+    value = _finite(candidate.get(cfg.metric))
+    champion_value = _finite(champion.get(cfg.metric)) if champion is not None else None
+    reasons = list(_guard_rail_failures(candidate, value, cfg))
+    if reasons or value is None:
+        promote = False
+    elif champion is None and champion_version is not None:
+        promote = False
+        reasons.append(f"champion v{champion_version} could not be compared on this window, so it stays champion")
+    elif champion is None:
+        promote = True
+        reasons.append(f"first model: no champion yet, and it passes the guard rails ({cfg.metric}={value:.4g})")
+    elif champion_value is None:
+        promote = True
+        reasons.append(f"the champion's {cfg.metric} is not finite on this window; the candidate's is {value:.4g}")
+    else:
+        improvement = value - champion_value if cfg.higher_is_better else champion_value - value
+        promote = improvement > cfg.min_improvement
+        verdict = "beats" if promote else "does not beat"
+        reasons.append(
+            f"candidate {cfg.metric}={value:.4g} {verdict} champion v{champion_version or '?'} "
+            f"{cfg.metric}={champion_value:.4g} on the same window by more than {cfg.min_improvement:g} "
+            f"(improvement {improvement:+.4g})"
+        )
+    reasons.extend(notes)
+    return PromotionDecision(
+        promote=promote,
+        metric=cfg.metric,
+        candidate_value=value,
+        champion_value=champion_value,
+        champion_version=champion_version,
+        reasons=tuple(reasons),
+    )
+
+
+def _guard_rail_failures(metrics: Mapping[str, Any], value: float | None, cfg: PromotionConfig) -> list[str]:
+    failures = []
+    if value is None:
+        failures.append(f"guard rail: {cfg.metric} is missing or not finite ({metrics.get(cfg.metric)!r})")
+    if value is not None and cfg.metric_floor is not None:
+        clears = value > cfg.metric_floor if cfg.higher_is_better else value < cfg.metric_floor
+        if not clears:
+            side = "above" if cfg.higher_is_better else "below"
+            failures.append(f"guard rail: {cfg.metric} {value:.4g} is not {side} the floor {cfg.metric_floor:g}")
+    drawdown = _finite(metrics.get("max_drawdown"))
+    if drawdown is None:
+        failures.append(f"guard rail: max_drawdown is missing or not finite ({metrics.get('max_drawdown')!r})")
+    elif abs(drawdown) > cfg.max_drawdown_limit:
+        # The sign convention of the backtest (negative or positive drawdown) does not matter here.
+        failures.append(
+            f"guard rail: max drawdown {abs(drawdown):.1%} exceeds the limit of {cfg.max_drawdown_limit:.1%}"
+        )
+    return failures
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else repr(float(value))
+
+
+# --- MLflow layer ------------------------------------------------------------------------------------
+
+
+def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
+    """The version holding alias `champion`, or None (no such model yet, or no champion)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def register_version(
+    client: MlflowClient,
+    name: str,
+    model_uri: str,
+    run_id: str,
+    tags: Mapping[str, str] | None = None,
+    model_id: str | None = None,
+) -> ModelVersion:
+    """Register `model_uri` (logged in run `run_id`; `model_id` for an MLflow 3 logged model) as a new
+    version of `name`, creating the registered model on first use."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description="DreamerV3 world-model trading agent (pyfunc)")
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    return client.create_model_version(name, source=model_uri, run_id=run_id, tags=dict(tags or {}), model_id=model_id)
+
+
+def apply_decision(client: MlflowClient, name: str, version: str, decision: PromotionDecision) -> None:
+    """Write the decision as tags on `version`, then move the alias (the last step, so a crash before it
+    leaves the previous champion in place)."""
+    for key, value in decision.as_tags().items():
+        client.set_model_version_tag(name, version, key, value)
+    if decision.promote and decision.champion_version and decision.champion_version != version:
+        client.set_model_version_tag(name, decision.champion_version, f"{TAG_PREFIX}replaced_by", version)
+    client.set_registered_model_alias(name, decision.alias, version)

@@ -1,0 +1,203 @@
+"""What each pipeline stage leaves in MLflow (see `tracking` for the layout: a nested run per stage).
+
+Each function takes the stage's nested-run logger and the plain dict the stage returned
+(`dreamer.pipeline.stage_*`), so the Prefect tasks stay one call to the stage and one to its logger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dreamer.orchestration.tracking import FlowTracking, RunLogger
+
+INGEST_COUNTS = (
+    "rows_received",
+    "rows_inserted",
+    "rows_updated",
+    "rows_unchanged",
+    "open_candles_dropped",
+    "requests",
+    "retries",
+    "gaps_found",
+    "missing_candles",
+    "duration_s",
+    "fetch_s",
+    "write_s",
+)
+MAX_CURVE_POINTS = 1_000
+"""Step-wise training curves are thinned to this many points per metric (the full JSONL is an artifact)."""
+HEADLINE = ("sharpe", "sortino", "calmar", "total_return", "cagr", "max_drawdown", "turnover", "num_trades")
+"""Backtest metrics copied to the parent run, where the MLflow experiment table compares runs."""
+
+
+def log_ingest(run: RunLogger, result: Mapping[str, Any]) -> None:
+    run.tags({"source": result.get("source"), "status": result.get("status")})
+    run.metrics({key: result[key] for key in INGEST_COUNTS if key in result})
+    run.dict_artifact(result, "ingest.json")
+
+
+def log_validation(run: RunLogger, summary: Mapping[str, Any], report_dir: str | Path | None) -> None:
+    """The gate's outcome, passed or failed: counts as metrics, status as a tag, report.html + summary.json."""
+    outcomes = summary.get("outcomes", [])
+    run.tags({"status": summary.get("status")})
+    run.metrics(
+        {
+            "rows": summary.get("rows"),
+            "missing_bars": summary.get("missing_bars"),
+            "gap_fraction": summary.get("gap_fraction"),
+            "failures": len(summary.get("failures", [])),
+            "warnings": len(summary.get("warnings", [])),
+            "expectations": len(outcomes),
+            "expectations_met": sum(bool(o.get("success")) for o in outcomes),
+        }
+    )
+    if report_dir is not None and Path(report_dir).is_dir():
+        run.artifact(report_dir, "validation")
+    else:
+        run.dict_artifact(summary, "validation/summary.json")
+
+
+def log_features(run: RunLogger, data: Mapping[str, Any], cached: bool) -> None:
+    """Data identity, split sizes, feature statistics per split (the drift a reader wants to see)."""
+    run.tags({"cached": cached, "content_hash": data.get("content_hash"), "dataset_dir": data.get("dataset_dir")})
+    run.metrics(
+        {
+            "rows": data.get("rows"),
+            "klines": data.get("klines"),
+            "purge_bars": data.get("purge_bars"),
+            "features": len(data.get("features", [])),
+        }
+        | {f"{split}.rows": bounds.get("rows") for split, bounds in data.get("splits", {}).items()}
+    )
+    run.dict_artifact(data, "data.json")
+    dataset_dir = Path(data["dataset_dir"])
+    for name in ("dataset.json", "normaliser.json"):
+        if (dataset_dir / name).exists():
+            run.artifact(dataset_dir / name, "dataset")
+    run.client.log_table(run.run_id, data=feature_statistics(dataset_dir), artifact_file="feature_stats.json")
+
+
+def feature_statistics(dataset_dir: str | Path) -> pd.DataFrame:
+    """Mean, std, min and max of every normalised feature on each split: train is ~N(0, 1) by
+    construction, so val/test rows far from it show drift."""
+    from dreamer.features.dataset import MarketDataset
+
+    dataset = MarketDataset.load(dataset_dir)
+    rows = []
+    for split in ("train", "val", "test"):
+        obs = dataset.obs[dataset.split_slice(split)].astype(np.float64)  # [n, F]
+        if not len(obs):
+            continue
+        for index, name in enumerate(dataset.feature_names):
+            column = obs[:, index]
+            rows.append(
+                {
+                    "feature": name,
+                    "split": split,
+                    "mean": float(column.mean()),
+                    "std": float(column.std()),
+                    "min": float(column.min()),
+                    "max": float(column.max()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def log_training(run: RunLogger, result: Mapping[str, Any]) -> None:
+    """Step-wise curves from the stage's metrics.jsonl, its totals, and the JSONL itself."""
+    metrics_path = Path(result["metrics_path"])
+    if metrics_path.exists():
+        run.history_file(metrics_path, max_points=MAX_CURVE_POINTS)
+        run.artifact(metrics_path)
+    run.metrics({"steps": result.get("steps"), "seconds": result.get("seconds")})
+    run.tags({"checkpoint": result.get("checkpoint")})
+
+
+def log_evaluation(run: RunLogger, evaluation: Mapping[str, Any]) -> None:
+    """Agent and baseline backtests, comparisons, world-model forecast metrics, metrics.json and plots."""
+    run.metrics(
+        {key: evaluation.get(key) for key in ("agent", "baselines", "comparison", "world_model")}
+        | {"window": {"bars": evaluation.get("window", {}).get("bars")}}
+    )
+    window = evaluation.get("window", {})
+    run.tags({"window.start": window.get("start"), "window.end": window.get("end")})
+    if evaluation.get("metrics_path"):
+        run.artifact(evaluation["metrics_path"])
+    for path in (evaluation.get("plots") or {}).values():
+        run.artifact(path, "plots")
+
+
+def log_promotion(run: RunLogger, promotion: Mapping[str, Any]) -> None:
+    decision = promotion["decision"]
+    run.tags(
+        {
+            "model_name": promotion["model_name"],
+            "version": promotion["version"],
+            "decision": decision["alias"],
+            "reasons": "; ".join(decision["reasons"]),
+        }
+    )
+    champion = promotion.get("champion")
+    run.metrics(
+        {
+            "promoted": decision["promote"],
+            "candidate": decision.get("candidate_value"),
+            "champion": decision.get("champion_value"),
+            "latest_target_position": (promotion.get("latest") or {}).get("target_position"),
+        }
+        | ({"champion_metrics": champion["metrics"]} if champion else {})
+    )
+    run.dict_artifact(promotion, "promotion.json")
+
+
+def log_parent_headline(tracking: FlowTracking, evaluation: Mapping[str, Any]) -> None:
+    """The numbers a reader compares runs by, on the parent run."""
+    agent = evaluation.get("agent", {})
+    baselines = evaluation.get("baselines", {})
+    tracking.logger().metrics(
+        {
+            "agent": {key: agent.get(key) for key in HEADLINE},
+            "baselines": {name: {key: m.get(key) for key in HEADLINE} for name, m in baselines.items()},
+            "world_model": evaluation.get("world_model", {}),
+        }
+    )
+
+
+def log_parent_promotion(tracking: FlowTracking, promotion: Mapping[str, Any]) -> None:
+    decision = promotion["decision"]
+    logger = tracking.logger()
+    logger.tags(
+        {
+            "promotion.decision": decision["alias"],
+            "promotion.model": f"{promotion['model_name']}/{promotion['version']}",
+            "promotion.reasons": "; ".join(decision["reasons"]),
+        }
+    )
+    champion = promotion.get("champion")
+    logger.metrics(
+        {"promotion.promoted": decision["promote"]}
+        | ({"champion": {key: champion["metrics"].get(key) for key in HEADLINE}} if champion else {})
+    )
+
+
+def log_data_identity(tracking: FlowTracking, data: Mapping[str, Any], db_path: str | Path) -> None:
+    """The klines the run trained and tested on, as an MLflow dataset input of the parent run (name:
+    the market; digest: the content hash; source: the DuckDB file; profile: rows and ranges)."""
+    from dreamer.orchestration.datasets import KlinesDataset
+
+    dataset = KlinesDataset.from_stage(data, db_path)
+    tracking.logger().dataset(dataset, context="training")
+    tracking.logger().tags(
+        {
+            "data.first_open_time": data.get("first_open_time"),
+            "data.last_open_time": data.get("last_open_time"),
+            "data.rows": data.get("rows"),
+            "data.content_hash": data.get("content_hash"),
+        }
+        | {f"data.{split}": f"{b.get('start')} .. {b.get('end')}" for split, b in data.get("splits", {}).items()}
+    )

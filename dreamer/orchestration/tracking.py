@@ -1,0 +1,281 @@
+"""MLflow tracking: where the store lives and how one pipeline run is laid out in it.
+
+Store. `MLFLOW_TRACKING_URI` wins when set. Otherwise the store is local, under `./mlflow/` of the working
+directory: `sqlite:////abs/path/mlflow/mlflow.db` (an absolute URI, so every process that resolves it
+from the same directory, e.g. the Prefect worker and the MLflow UI, sees the same runs) and artifacts in
+`./mlflow/artifacts/`. A local sqlite store always gets an explicit artifact location next to its database
+(MLflow would otherwise default to `./mlruns` relative to whichever process created the experiment).
+
+Layout. One **parent run** per pipeline run (named after the Prefect flow run), holding the full config
+as params, the tags below, the data's identity as a dataset input, the headline metrics (agent and
+baselines on the held-out window) and the logged model. One **nested run per stage** (`ingest`,
+`validate`, `features`, `world_model`, `policy`, `evaluate`, `promote`) holds that stage's own metrics,
+step-wise histories and artifacts, and fails on its own when the stage fails. Nested runs keep each
+stage's step-wise curves separate and show, in the UI, which stage a failed run died in.
+
+All logging goes through `MlflowClient` with explicit run ids (no fluent "active run" state), so it works
+the same from Prefect tasks in any thread or process; stages exchange only the plain `FlowTracking` handle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from dreamer.paths import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+UI_URL_ENV = "DREAMER_MLFLOW_UI"
+"""Base URL of an MLflow UI serving the store (set by `make up`), used for links in Prefect artifacts."""
+DEFAULT_EXPERIMENT = "dreamer"
+LOCAL_STORE_DIR = Path("mlflow")
+STAGE_TAG = "dreamer.stage"
+
+_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+_PARAM_BATCH = 100
+_PARAM_MAX_CHARS = 6000
+_INVALID_NAME_CHARS = re.compile(r"[^\w\-. :/]")  # what MLflow rejects in metric and param names
+
+
+def local_store_dir() -> Path:
+    return (Path.cwd() / LOCAL_STORE_DIR).resolve()
+
+
+def tracking_uri() -> str:
+    """`$MLFLOW_TRACKING_URI`, else the absolute sqlite URI of `./mlflow/mlflow.db`."""
+    uri = os.environ.get(TRACKING_URI_ENV)
+    if uri:
+        return uri
+    return f"sqlite:///{local_store_dir() / 'mlflow.db'}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """Explicit artifact root for experiments created in a local sqlite store (`<db dir>/artifacts`);
+    None for remote stores, whose server decides."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    db_path = Path(unquote(parsed.path))
+    if str(db_path) in ("", "/", "/:memory:"):
+        return None
+    return (db_path.parent / "artifacts").resolve().as_uri()
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    """An `MlflowClient` on `uri` (default: `tracking_uri()`); creates a local store's directory."""
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        Path(unquote(parsed.path)).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(mlflow_client: MlflowClient, name: str | None = None) -> str:
+    """Id of experiment `name` (default `$MLFLOW_EXPERIMENT_NAME` or `dreamer`), created if missing."""
+    from mlflow.exceptions import MlflowException
+
+    name = name or os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    try:
+        location = artifact_location(mlflow_client.tracking_uri)
+        return str(mlflow_client.create_experiment(name, artifact_location=location))
+    except MlflowException as exc:  # created concurrently by another run
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        experiment = mlflow_client.get_experiment_by_name(name)
+        assert experiment is not None
+        return str(experiment.experiment_id)
+
+
+def git_commit() -> str:
+    """The checkout's commit (`-dirty` when it has uncommitted changes), or `unknown` outside git."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+@dataclass(frozen=True)
+class FlowTracking:
+    """The parent run of one pipeline run: plain values, passed between tasks and processes."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+
+    def logger(self) -> RunLogger:
+        return RunLogger(client(self.tracking_uri), self.run_id)
+
+    def run_url(self, run_id: str | None = None) -> str | None:
+        """A link to the run in an MLflow UI, when one is known (`$DREAMER_MLFLOW_UI` or an http store)."""
+        base = os.environ.get(UI_URL_ENV)
+        if not base and self.tracking_uri.startswith(("http://", "https://")):
+            base = self.tracking_uri
+        if not base:
+            return None
+        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id or self.run_id}"
+
+
+def start_flow_run(
+    run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], uri: str | None = None
+) -> FlowTracking:
+    """Create the parent run of a pipeline run, with its tags and params."""
+    mlflow_client = client(uri)
+    experiment_id = ensure_experiment(mlflow_client)
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=_strings(tags))
+    tracking = FlowTracking(mlflow_client.tracking_uri, experiment_id, run.info.run_id)
+    tracking.logger().params(params)
+    return tracking
+
+
+def finish_run(tracking: FlowTracking, failed: bool) -> None:
+    client(tracking.tracking_uri).set_terminated(tracking.run_id, "FAILED" if failed else "FINISHED")
+
+
+@contextmanager
+def stage_run(parent: FlowTracking, stage: str) -> Iterator[RunLogger]:
+    """A nested run for one stage under `parent`; FAILED if the body raises, else FINISHED."""
+    mlflow_client = client(parent.tracking_uri)
+    run = mlflow_client.create_run(
+        parent.experiment_id, run_name=stage, tags={"mlflow.parentRunId": parent.run_id, STAGE_TAG: stage}
+    )
+    try:
+        yield RunLogger(mlflow_client, run.info.run_id)
+    except BaseException:
+        mlflow_client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    mlflow_client.set_terminated(run.info.run_id, "FINISHED")
+
+
+class RunLogger:
+    """Logging into one MLflow run by id."""
+
+    def __init__(self, mlflow_client: MlflowClient, run_id: str) -> None:
+        self.client = mlflow_client
+        self.run_id = run_id
+
+    def tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(key, value) for key, value in _strings(tags).items()]
+        for start in range(0, len(items), _PARAM_BATCH):
+            self.client.log_batch(self.run_id, tags=items[start : start + _PARAM_BATCH])
+
+    def params(self, params: Mapping[str, Any]) -> None:
+        """Params, stringified (sequences as JSON) and truncated to MLflow's length limit."""
+        from mlflow.entities import Param
+
+        items = [Param(key, value[:_PARAM_MAX_CHARS]) for key, value in _strings(params, keep_none=True).items()]
+        for start in range(0, len(items), _PARAM_BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + _PARAM_BATCH])
+
+    def metrics(self, metrics: Mapping[str, Any], step: int = 0, prefix: str = "") -> None:
+        """Numeric leaves of a nested mapping as `prefix.a.b` metrics; non-numeric leaves are skipped."""
+        self._log_metric_rows([(step, flatten_numeric(metrics, prefix))])
+
+    def history(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        step_key: str = "step",
+        prefix: str = "",
+        max_points: int | None = None,
+    ) -> int:
+        """Step-wise metrics, one record per step (e.g. the lines of a metrics.jsonl), thinned to about
+        `max_points` evenly spaced records (the last one always kept); returns how many were logged."""
+        rows = []
+        for index, record in enumerate(records):
+            step = record.get(step_key, index)
+            values = {k: v for k, v in record.items() if k != step_key}
+            rows.append((int(step), flatten_numeric(values, prefix)))
+        if max_points is not None and len(rows) > max_points:
+            stride = -(-len(rows) // max_points)
+            rows = rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
+        self._log_metric_rows(rows)
+        return len(rows)
+
+    def history_file(
+        self, path: str | Path, step_key: str = "step", prefix: str = "", max_points: int | None = None
+    ) -> int:
+        """`history` from a JSON-lines file (blank lines ignored)."""
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        return self.history((json.loads(line) for line in lines if line.strip()), step_key, prefix, max_points)
+
+    def dataset(self, dataset: Any, context: str) -> None:
+        """An `mlflow.data` dataset as an input of the run, tagged with its context (training, ...)."""
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
+
+    def artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """A file or a whole directory."""
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def dict_artifact(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, dict(data), artifact_file)
+
+    def text_artifact(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def _log_metric_rows(self, rows: list[tuple[int, dict[str, float]]]) -> None:
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        metrics = [Metric(key, value, timestamp, step) for step, values in rows for key, value in values.items()]
+        for start in range(0, len(metrics), _BATCH):
+            self.client.log_batch(self.run_id, metrics=metrics[start : start + _BATCH])
+
+
+def flatten_numeric(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """`{"a": {"b": 1.0}}` -> `{"prefix.a.b": 1.0}`: numeric leaves (NaN kept, MLflow shows it; bools as 0/1),
+    characters MLflow rejects in names replaced by `_` (`actions/+0.5` -> `actions/_0.5`)."""
+    flat: dict[str, float] = {}
+    for key, value in data.items():
+        name = _INVALID_NAME_CHARS.sub("_", f"{prefix}.{key}" if prefix else str(key))
+        if isinstance(value, Mapping):
+            flat.update(flatten_numeric(value, name))
+        elif isinstance(value, int | float):
+            flat[name] = float(value)
+    return flat
+
+
+def _strings(values: Mapping[str, Any], keep_none: bool = False) -> dict[str, str]:
+    """Values as MLflow strings: text as is, everything else as JSON (None -> "null" or left out)."""
+    return {
+        str(key): value if isinstance(value, str) else json.dumps(value, default=str)
+        for key, value in values.items()
+        if keep_none or value is not None
+    }

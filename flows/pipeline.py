@@ -1,0 +1,331 @@
+"""The Prefect flow `dreamer`: ingest → validate → features → world model → policy → evaluate → promote.
+
+Deployed as `dreamer/daily` (prefect.yaml); run ad hoc with `python -m flows.pipeline --help`. Every task
+is a thin wrapper: one call to a plain stage function of `dreamer.pipeline` (or `dreamer.orchestration`),
+one call that logs its result into the stage's nested MLflow run. Tasks exchange paths and plain dicts.
+
+- ingest retries with exponential backoff, except on errors that a retry cannot fix (a rejected symbol,
+  an unreadable file, a geo-blocked IP);
+- the features task is cached on a hash of the klines it reads, the split settings and the feature code
+  (`dreamer.orchestration.cache`), and writes its dataset to a directory named by that key;
+- a validation failure fails the run, with the report as a Prefect artifact and in MLflow;
+- every run, completed or failed, ends with the Markdown artifact `dreamer-run-summary`.
+
+Environment: DREAMER_BYBIT_URL (Bybit base URL), DREAMER_DB (DuckDB file when `db_path` is not given),
+MLFLOW_TRACKING_URI (default: ./mlflow), DREAMER_RUNS_DIR (run outputs, default ./runs),
+DREAMER_MLFLOW_UI (base URL for links to runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import TaskRun
+from prefect.runtime import deployment, flow_run
+from prefect.states import State
+from prefect.tasks import Task, exponential_backoff
+
+from dreamer.config import RunConfig, load_config
+from dreamer.data.errors import BybitAccessDenied, BybitRequestRejected, InvalidMarketError, SourceFileError
+from dreamer.errors import ConfigError
+from dreamer.features.dataset import DATASET_ARRAYS
+from dreamer.features.validate import DataValidationError
+from dreamer.orchestration import stage_logs, tracking
+from dreamer.orchestration.cache import features_cache_key, touch_and_prune
+from dreamer.orchestration.summary import render_summary, validation_markdown
+from dreamer.orchestration.tracking import FlowTracking, stage_run
+from dreamer.paths import default_db_path
+from dreamer.pipeline import (
+    DataSpec,
+    stage_evaluate,
+    stage_features,
+    stage_ingest,
+    stage_train_policy,
+    stage_train_world_model,
+    stage_validate,
+)
+
+BYBIT_URL_ENV = "DREAMER_BYBIT_URL"
+RUNS_DIR_ENV = "DREAMER_RUNS_DIR"
+SUMMARY_ARTIFACT = "dreamer-run-summary"
+PERMANENT_INGEST_ERRORS = (InvalidMarketError, SourceFileError, BybitAccessDenied, BybitRequestRejected, ConfigError)
+"""Ingest failures a retry cannot fix; anything else (Bybit unavailable, a locked database) is retried."""
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV) or "runs").resolve()
+
+
+def _retry_unless_permanent(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, PERMANENT_INGEST_ERRORS)
+
+
+@task(
+    name="ingest",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=30),  # 30 s, 60 s, 120 s
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_retry_unless_permanent,
+)
+def ingest(spec: DataSpec, db_path: str, parent: FlowTracking) -> dict[str, Any]:
+    with stage_run(parent, "ingest") as run:
+        result = stage_ingest(spec, db_path)
+        stage_logs.log_ingest(run, result)
+    get_run_logger().info(
+        "ingested %s: %s new, %s updated bars; stored %s .. %s",
+        spec.source,
+        result.get("rows_inserted"),
+        result.get("rows_updated"),
+        result.get("effective_start"),
+        result.get("effective_end"),
+    )
+    return result
+
+
+@task(name="validate")
+def validate(spec: DataSpec, db_path: str, cfg: RunConfig, out_dir: str, parent: FlowTracking) -> dict[str, Any]:
+    with stage_run(parent, "validate") as run:
+        try:
+            summary = stage_validate(spec, db_path, cfg, out_dir)
+        except DataValidationError as exc:
+            failed = {**exc.report.to_dict(), "report_html": str(Path(out_dir) / "report.html")}
+            stage_logs.log_validation(run, failed, exc.report_dir)
+            create_markdown_artifact(
+                validation_markdown(failed), key="validation-report", description="failed kline validation"
+            )
+            get_run_logger().error("%s", exc)
+            raise
+        stage_logs.log_validation(run, summary, out_dir)
+    get_run_logger().info(
+        "validation %s: %s rows, %s missing bars", summary["status"], summary["rows"], summary["missing_bars"]
+    )
+    return summary
+
+
+@task(name="fingerprint-data")
+def fingerprint(spec: DataSpec, db_path: str, cfg: RunConfig) -> str:
+    key = features_cache_key(spec, db_path, cfg)
+    get_run_logger().info("features cache key %s", key)
+    return key
+
+
+@task(name="build-features", cache_key_fn=lambda context, parameters: f"dreamer-features-{parameters['cache_key']}")
+def build_features(spec: DataSpec, db_path: str, cfg: RunConfig, cache_key: str, out_dir: str) -> dict[str, Any]:
+    """Cached on `cache_key` (see `fingerprint`); MLflow logging happens in the flow, for hits too."""
+    result = stage_features(spec, db_path, cfg, out_dir)
+    get_run_logger().info("dataset of %s bars in %s", result["rows"], out_dir)
+    return result
+
+
+@task(name="train-world-model")
+def train_world_model(dataset_dir: str, cfg: RunConfig, out_dir: str, parent: FlowTracking) -> dict[str, Any]:
+    with stage_run(parent, "world_model") as run:
+        result = stage_train_world_model(dataset_dir, cfg, out_dir)
+        stage_logs.log_training(run, result)
+    get_run_logger().info("world model: %s steps in %.0f s", result["steps"], result["seconds"])
+    return result
+
+
+@task(name="train-policy")
+def train_policy(
+    dataset_dir: str, world_model_checkpoint: str, cfg: RunConfig, out_dir: str, parent: FlowTracking
+) -> dict[str, Any]:
+    with stage_run(parent, "policy") as run:
+        result = stage_train_policy(dataset_dir, world_model_checkpoint, cfg, out_dir)
+        stage_logs.log_training(run, result)
+    get_run_logger().info("policy: %s steps in %.0f s", result["steps"], result["seconds"])
+    return result
+
+
+@task(name="evaluate")
+def evaluate(
+    dataset_dir: str, agent_checkpoint: str, cfg: RunConfig, out_dir: str, parent: FlowTracking
+) -> dict[str, Any]:
+    with stage_run(parent, "evaluate") as run:
+        result = stage_evaluate(dataset_dir, agent_checkpoint, cfg, out_dir)
+        stage_logs.log_evaluation(run, result)
+    stage_logs.log_parent_headline(parent, result)
+    agent = result["agent"]
+    get_run_logger().info(
+        "held-out: agent Sharpe %s, max drawdown %s, total return %s",
+        agent.get("sharpe"),
+        agent.get("max_drawdown"),
+        agent.get("total_return"),
+    )
+    return result
+
+
+@task(name="register-and-promote")
+def register_and_promote(
+    cfg: RunConfig,
+    data: dict[str, Any],
+    evaluation: dict[str, Any],
+    agent_checkpoint: str,
+    db_path: str,
+    work_dir: str,
+    parent: FlowTracking,
+) -> dict[str, Any]:
+    from dreamer.orchestration.promotion import register_and_promote as promote
+
+    with stage_run(parent, "promote") as run:
+        result = promote(parent, cfg, data, evaluation, agent_checkpoint, db_path, work_dir)
+        stage_logs.log_promotion(run, result)
+    stage_logs.log_parent_promotion(parent, result)
+    decision = result["decision"]
+    get_run_logger().info(
+        "%s version %s -> %s: %s", result["model_name"], result["version"], decision["alias"], decision["reasons"]
+    )
+    return result
+
+
+def cached_features(
+    spec: DataSpec, db_path: str, cfg: RunConfig, run_dir: Path, parent: FlowTracking
+) -> tuple[dict[str, Any], bool]:
+    """The run's dataset, built or reused from the features cache, and whether it was reused. The dataset
+    lives under `<runs>/cache/features/<key>` (linked as `run_dir/dataset`); the few most recently used are
+    kept. A cache record whose dataset was deleted is refreshed instead of returning a dangling path."""
+    key = fingerprint(spec, db_path, cfg)
+    cache_root = runs_root() / "cache" / "features"
+    dataset_dir = cache_root / key
+    features = build_features.with_options(refresh_cache=not (dataset_dir / DATASET_ARRAYS).exists())
+    state = features(spec, db_path, cfg, key, str(dataset_dir), return_state=True)
+    data, cached = state.result(), state.name == "Cached"
+    for pruned in touch_and_prune(cache_root, dataset_dir):
+        get_run_logger().info("pruned cached dataset %s", pruned)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "dataset").symlink_to(dataset_dir, target_is_directory=True)
+    with stage_run(parent, "features") as run:
+        stage_logs.log_features(run, data, cached=cached)
+    stage_logs.log_data_identity(parent, data, db_path)
+    return data, cached
+
+
+@flow(name="dreamer", description="Train, evaluate and promote a DreamerV3 trading agent on Bybit klines.")
+def dreamer_flow(
+    source: Literal["bybit", "csv", "sample"] = "bybit",
+    symbol: str = "BTCUSDT",
+    interval: str | int = "5",  # `--param interval=15` arrives as a number
+    category: str = "linear",
+    lookback_days: int | None = 365,
+    config: str = "default",
+    db_path: str | None = None,
+    path: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> dict[str, Any]:
+    """One pipeline run. `config`: a bundled config name (tiny, demo, default) or a YAML path; `db_path`:
+    the DuckDB file (default $DREAMER_DB or data/dreamer.duckdb); `path`: the kline file for source csv;
+    `start`/`end`: explicit bounds (ISO UTC) instead of the `lookback_days` before the newest stored bar.
+    Returns the run's summary (data, validation, evaluation, promotion, MLflow run)."""
+    logger = get_run_logger()
+    cfg = load_config(config)
+    spec = DataSpec(
+        source=source,
+        symbol=symbol,
+        interval=str(interval),
+        category=category,
+        path=path,
+        start=start,
+        end=end,
+        lookback_days=lookback_days,
+        base_url=os.environ.get(BYBIT_URL_ENV) or None,
+    )
+    db = str(Path(db_path or default_db_path()).resolve())
+    run_name = flow_run.name or "local"
+    run_dir = runs_root() / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{spec.symbol.lower()}-{spec.interval}-{run_name}"
+    parent = tracking.start_flow_run(
+        run_name=f"{spec.symbol.lower()}-{spec.interval}-{run_name}",
+        tags={
+            "prefect.flow_run_id": flow_run.id,
+            "prefect.flow_run_name": run_name,
+            "prefect.deployment": deployment.name,
+            "git_commit": tracking.git_commit(),
+            "symbol": spec.symbol,
+            "interval": spec.interval,
+            "category": spec.category,
+            "source": spec.source,
+            "config": cfg.name,
+            "run_dir": str(run_dir),
+        },
+        params={**cfg.flat_params(), **{f"data.{k}": v for k, v in spec.to_dict().items()}, "data.db_path": db},
+    )
+    summary: dict[str, Any] = {
+        "market": {"category": spec.category, "symbol": spec.symbol, "interval": spec.interval},
+        "run_dir": str(run_dir),
+        "mlflow": {
+            "run_id": parent.run_id,
+            "experiment_id": parent.experiment_id,
+            "tracking_uri": parent.tracking_uri,
+            "url": parent.run_url(),
+        },
+    }
+    logger.info("MLflow run %s in %s; outputs in %s", parent.run_id, parent.tracking_uri, run_dir)
+    try:
+        summary["ingest"] = ingest(spec, db, parent)
+        summary["validation"] = validate(spec, db, cfg, str(run_dir / "validation"), parent)
+
+        data, summary["features_cached"] = cached_features(spec, db, cfg, run_dir, parent)
+        summary["data"] = data
+
+        summary["world_model"] = train_world_model(data["dataset_dir"], cfg, str(run_dir / "world_model"), parent)
+        summary["policy"] = train_policy(
+            data["dataset_dir"], summary["world_model"]["checkpoint"], cfg, str(run_dir / "agent"), parent
+        )
+        evaluation = summary["evaluation"] = evaluate(
+            data["dataset_dir"], summary["policy"]["checkpoint"], cfg, str(run_dir / "evaluation"), parent
+        )
+        summary["promotion"] = register_and_promote(
+            cfg, data, evaluation, summary["policy"]["checkpoint"], db, str(run_dir / "promotion"), parent
+        )
+        summary["status"] = "Completed"
+    except BaseException as exc:
+        summary["status"] = "Failed"
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        markdown = render_summary(summary)
+        create_markdown_artifact(markdown, key=SUMMARY_ARTIFACT, description="dreamer pipeline run")
+        parent.logger().text_artifact(markdown, "summary.md")
+        tracking.finish_run(parent, failed=summary["status"] != "Completed")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m flows.pipeline`: run the flow once, here, without a deployment."""
+    parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", choices=("bybit", "csv", "sample"), default="bybit")
+    parser.add_argument("--symbol", default="BTCUSDT")
+    parser.add_argument("--interval", default="5")
+    parser.add_argument("--category", default="linear")
+    parser.add_argument("--lookback-days", type=int, default=365)
+    parser.add_argument("--config", default="default", help="bundled config name (tiny, demo, default) or YAML path")
+    parser.add_argument("--db", default=None, help=f"DuckDB file (default: $DREAMER_DB or {default_db_path()})")
+    parser.add_argument("--path", help="kline file for --source csv")
+    parser.add_argument("--start", help="first candle start used (UTC), instead of --lookback-days")
+    parser.add_argument("--end", help="last candle start used (inclusive)")
+    args = parser.parse_args(argv)
+    state = dreamer_flow(
+        source=args.source,
+        symbol=args.symbol,
+        interval=args.interval,
+        category=args.category,
+        lookback_days=args.lookback_days,
+        config=args.config,
+        db_path=args.db,
+        path=args.path,
+        start=args.start,
+        end=args.end,
+        return_state=True,
+    )
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

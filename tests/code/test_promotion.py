@@ -1,0 +1,208 @@
+"""Code tier: the champion/challenger decision (pure) and how it lands in the MLflow registry."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from dreamer.config import load_config
+from dreamer.errors import ConfigError
+from dreamer.orchestration.config import PromotionConfig
+from dreamer.orchestration.registry import (
+    CHALLENGER,
+    CHAMPION,
+    apply_decision,
+    champion_version,
+    decide_promotion,
+    register_version,
+    registered_model_name,
+)
+
+CFG = PromotionConfig(metric="sharpe", min_improvement=0.1, max_drawdown_limit=0.3)
+
+
+def metrics(sharpe: float, max_drawdown: float = -0.1) -> dict[str, float]:
+    return {"sharpe": sharpe, "max_drawdown": max_drawdown, "total_return": 0.05}
+
+
+def test_first_model_becomes_champion_when_it_passes_the_guard_rails() -> None:
+    decision = decide_promotion(metrics(0.5), None, CFG)
+    assert decision.promote and decision.alias == CHAMPION
+    assert decision.champion_value is None
+    assert "first model" in decision.reasons[0]
+
+
+def test_first_model_is_not_champion_when_it_breaks_a_guard_rail() -> None:
+    decision = decide_promotion(metrics(3.0, max_drawdown=-0.45), None, CFG)
+    assert not decision.promote and decision.alias == CHALLENGER
+    assert any("max drawdown 45.0% exceeds the limit of 30.0%" in reason for reason in decision.reasons)
+
+
+def test_better_challenger_is_promoted() -> None:
+    decision = decide_promotion(metrics(1.25), metrics(1.0), CFG, champion_version="3")
+    assert decision.promote
+    assert decision.candidate_value == 1.25 and decision.champion_value == 1.0
+    assert "beats champion v3" in decision.reasons[0]
+
+
+def test_worse_challenger_is_not_promoted() -> None:
+    decision = decide_promotion(metrics(0.8), metrics(1.0), CFG, champion_version="3")
+    assert not decision.promote and decision.alias == CHALLENGER
+    assert "does not beat champion v3" in decision.reasons[0]
+
+
+@pytest.mark.parametrize(("candidate", "promoted"), [(1.05, False), (1.15, True)])
+def test_improvement_must_exceed_the_margin(candidate: float, promoted: bool) -> None:
+    assert decide_promotion(metrics(candidate), metrics(1.0), CFG).promote is promoted
+
+
+def test_a_tie_keeps_the_champion() -> None:
+    assert not decide_promotion(metrics(1.0), metrics(1.0), PromotionConfig(min_improvement=0.0)).promote
+
+
+def test_better_metric_but_breaking_the_drawdown_limit_is_not_promoted() -> None:
+    decision = decide_promotion(metrics(5.0, max_drawdown=-0.31), metrics(1.0), CFG)
+    assert not decision.promote
+    assert decision.reasons[0].startswith("guard rail: max drawdown")
+
+
+def test_a_losing_model_never_becomes_champion() -> None:
+    decision = decide_promotion(metrics(-0.4), None, CFG)
+    assert not decision.promote
+    assert decision.reasons == ("guard rail: sharpe -0.4 is not above the floor 0",)
+    assert decide_promotion(metrics(-0.4), None, PromotionConfig(metric_floor=None)).promote
+    assert decide_promotion(metrics(0.6), None, PromotionConfig(metric_floor=0.5)).promote
+    lower = PromotionConfig(metric="volatility", higher_is_better=False, metric_floor=0.3)
+    assert not decide_promotion({"volatility": 0.35, "max_drawdown": 0.1}, None, lower).promote
+
+
+def test_drawdown_sign_convention_does_not_matter() -> None:
+    assert not decide_promotion(metrics(5.0, max_drawdown=0.31), None, CFG).promote
+    assert decide_promotion(metrics(5.0, max_drawdown=0.29), None, CFG).promote
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, None, "1.2"])
+def test_missing_or_non_finite_metric_is_a_guard_rail_failure(bad: object) -> None:
+    candidate = {"sharpe": bad, "max_drawdown": -0.1}
+    decision = decide_promotion(candidate, None, CFG)
+    assert not decision.promote
+    assert decision.candidate_value is None
+    assert "sharpe is missing or not finite" in decision.reasons[0]
+
+
+def test_missing_drawdown_is_a_guard_rail_failure() -> None:
+    assert not decide_promotion({"sharpe": 2.0}, None, CFG).promote
+
+
+def test_champion_with_undefined_metric_loses_to_a_valid_candidate() -> None:
+    decision = decide_promotion(metrics(0.2), metrics(math.nan), CFG, champion_version="1")
+    assert decision.promote
+    assert decision.champion_value is None
+
+
+def test_a_champion_that_could_not_be_evaluated_stays() -> None:
+    decision = decide_promotion(metrics(3.0), None, CFG, champion_version="4", notes=("incompatible features",))
+    assert not decision.promote
+    assert "champion v4 could not be compared" in decision.reasons[0]
+    assert decision.reasons[-1] == "incompatible features"
+
+
+def test_lower_is_better_metrics() -> None:
+    cfg = PromotionConfig(metric="volatility", higher_is_better=False, min_improvement=0.0, metric_floor=None)
+    low = {"volatility": 0.2, "max_drawdown": -0.1}
+    high = {"volatility": 0.4, "max_drawdown": -0.1}
+    assert decide_promotion(low, high, cfg).promote
+    assert not decide_promotion(high, low, cfg).promote
+
+
+def test_notes_are_kept_as_reasons() -> None:
+    decision = decide_promotion(metrics(2.0), metrics(1.0), CFG, notes=("champion trained on overlapping data",))
+    assert decision.reasons[-1] == "champion trained on overlapping data"
+
+
+def test_decision_tags_are_strings_with_the_reasons() -> None:
+    decision = decide_promotion(metrics(0.8), metrics(1.0), CFG, champion_version="3")
+    tags = decision.as_tags()
+    assert tags["promotion.decision"] == CHALLENGER
+    assert tags["promotion.metric"] == "sharpe"
+    assert float(tags["promotion.candidate_value"]) == 0.8
+    assert float(tags["promotion.champion_value"]) == 1.0
+    assert tags["promotion.champion_version"] == "3"
+    assert "does not beat" in tags["promotion.reasons"]
+    assert all(isinstance(value, str) for value in tags.values())
+
+
+def test_registered_model_name_is_lower_case() -> None:
+    assert registered_model_name("BTCUSDT", "5") == "dreamer-btcusdt-5"
+    assert registered_model_name("ETHUSDT", "D") == "dreamer-ethusdt-d"
+
+
+def test_promotion_config_is_validated_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text("promotion:\n  metric: sortino\n  min_improvement: 0.05\n  metric_floor: null\n")
+    assert load_config(path).promotion == PromotionConfig(metric="sortino", min_improvement=0.05, metric_floor=None)
+    path.write_text("promotion:\n  max_drawdown_limit: 1.5\n")
+    with pytest.raises(ConfigError, match="max_drawdown_limit"):
+        load_config(path)
+
+
+# --- the MLflow layer, against a throwaway sqlite store --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowClient, str]:
+    tmp_path = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment_id = client.create_experiment("test", artifact_location=(tmp_path / "artifacts").as_uri())
+    return client, experiment_id
+
+
+def _new_version(client: MlflowClient, experiment_id: str, name: str) -> str:
+    run = client.create_run(experiment_id)
+    version = register_version(client, name, f"runs:/{run.info.run_id}/agent", run.info.run_id)
+    return str(version.version)
+
+
+def _alias(client: MlflowClient, name: str, alias: str) -> str | None:
+    if alias == CHAMPION:
+        version = champion_version(client, name)
+        return None if version is None else str(version.version)
+    return str(client.get_model_version_by_alias(name, alias).version)
+
+
+def test_registry_champion_then_challenger_then_new_champion(registry: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = registry
+    name = registered_model_name("BTCUSDT", "5")
+    assert champion_version(client, name) is None  # the model does not exist yet
+
+    first = _new_version(client, experiment_id, name)
+    apply_decision(client, name, first, decide_promotion(metrics(1.0), None, CFG))
+    assert _alias(client, name, CHAMPION) == first
+    assert client.get_model_version(name, first).tags["promotion.decision"] == CHAMPION
+
+    second = _new_version(client, experiment_id, name)
+    apply_decision(client, name, second, decide_promotion(metrics(0.5), metrics(1.0), CFG, champion_version=first))
+    assert _alias(client, name, CHAMPION) == first
+    assert _alias(client, name, CHALLENGER) == second
+    rejected = client.get_model_version(name, second)
+    assert rejected.tags["promotion.decision"] == CHALLENGER
+    assert "does not beat champion v1" in rejected.tags["promotion.reasons"]
+
+    third = _new_version(client, experiment_id, name)
+    apply_decision(client, name, third, decide_promotion(metrics(2.0), metrics(1.0), CFG, champion_version=first))
+    assert _alias(client, name, CHAMPION) == third
+    assert _alias(client, name, CHALLENGER) == second  # untouched
+    assert client.get_model_version(name, first).tags["promotion.replaced_by"] == third
+
+
+def test_registry_without_champion_but_with_a_rejected_first_model(registry: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = registry
+    name = registered_model_name("ETHUSDT", "15")
+    version = _new_version(client, experiment_id, name)
+    apply_decision(client, name, version, decide_promotion(metrics(1.0, max_drawdown=-0.9), None, CFG))
+    assert _alias(client, name, CHAMPION) is None
+    assert _alias(client, name, CHALLENGER) == version

@@ -1,0 +1,140 @@
+"""Code tier: where MLflow runs go and what gets logged (store resolution, names, curves, cache keys)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from dreamer.orchestration import tracking
+from dreamer.orchestration.tracking import FlowTracking, RunLogger, flatten_numeric
+
+
+def test_default_store_is_an_absolute_sqlite_uri_under_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = tracking.tracking_uri()
+    assert uri == f"sqlite:///{tmp_path.resolve()}/mlflow/mlflow.db"
+    assert uri.startswith("sqlite:////")  # four slashes: an absolute path
+    assert tracking.artifact_location(uri) == (tmp_path / "mlflow" / "artifacts").resolve().as_uri()
+
+
+def test_tracking_uri_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+    assert tracking.artifact_location("http://127.0.0.1:5000") is None  # the server decides
+
+
+def test_flatten_numeric_names_and_values() -> None:
+    flat = flatten_numeric(
+        {"agent": {"sharpe": 1.5, "hit_rate": None, "beats": True, "ci": [0.1, 0.2]}, "actions/+0.5": 0.25},
+        prefix="eval",
+    )
+    assert flat == {"eval.agent.sharpe": 1.5, "eval.agent.beats": 1.0, "eval.actions/_0.5": 0.25}
+    assert math.isnan(flatten_numeric({"x": math.nan})["x"])
+
+
+def test_run_url_needs_a_known_ui(monkeypatch: pytest.MonkeyPatch) -> None:
+    local = FlowTracking("sqlite:////tmp/x.db", "3", "abc")
+    monkeypatch.delenv("DREAMER_MLFLOW_UI", raising=False)
+    assert local.run_url() is None
+    monkeypatch.setenv("DREAMER_MLFLOW_UI", "http://127.0.0.1:5000/")
+    assert local.run_url() == "http://127.0.0.1:5000/#/experiments/3/runs/abc"
+    remote = FlowTracking("https://mlflow.example.com", "3", "abc")
+    monkeypatch.delenv("DREAMER_MLFLOW_UI")
+    assert remote.run_url("def") == "https://mlflow.example.com/#/experiments/3/runs/def"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowClient, str]:
+    folder = tmp_path_factory.mktemp("mlflow") / "store"
+    client = tracking.client(f"sqlite:///{folder / 'mlflow.db'}")  # creates the store's folder
+    return client, tracking.ensure_experiment(client, "tests")
+
+
+def test_experiment_gets_the_explicit_artifact_location(store: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = store
+    assert tracking.ensure_experiment(client, "tests") == experiment_id  # idempotent
+    db_folder = Path(client.tracking_uri.removeprefix("sqlite:///")).parent
+    assert client.get_experiment(experiment_id).artifact_location == (db_folder / "artifacts").as_uri()
+
+
+def test_parent_and_stage_runs(store: tuple[MlflowClient, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _ = store
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tests")
+    params = {"a.b": 1, "levels": (-1, 1), "floor": None}
+    parent = tracking.start_flow_run("run", {"symbol": "BTCUSDT", "absent": None}, params, uri=client.tracking_uri)
+    run = client.get_run(parent.run_id)
+    assert run.data.tags["symbol"] == "BTCUSDT" and "absent" not in run.data.tags
+    assert run.data.params == {"a.b": "1", "levels": "[-1, 1]", "floor": "null"}
+
+    with tracking.stage_run(parent, "ingest") as stage:
+        stage.metrics({"rows": 10})
+    with pytest.raises(RuntimeError), tracking.stage_run(parent, "validate"):
+        raise RuntimeError("boom")
+    tracking.finish_run(parent, failed=True)
+    children = client.search_runs(
+        [parent.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.run_id}'"
+    )
+    statuses = {child.data.tags["dreamer.stage"]: child.info.status for child in children}
+    assert statuses == {"ingest": "FINISHED", "validate": "FAILED"}
+    assert client.get_run(parent.run_id).info.status == "FAILED"
+
+
+def test_history_is_thinned_but_keeps_the_last_step(store: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = store
+    run = client.create_run(experiment_id)
+    logger = RunLogger(client, run.info.run_id)
+    records = [{"step": step, "loss": 1.0 / step, "time/ms": 3.0} for step in range(1, 2_502)]
+    assert logger.history(records, max_points=1_000) == 835  # every 3rd of 2,501 steps, the last included
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert steps[:3] == [1, 4, 7] and steps[-1] == 2_501 and len(steps) == 835
+    short = client.create_run(experiment_id)
+    assert RunLogger(client, short.info.run_id).history(records[:10], max_points=1_000) == 10
+
+
+def test_features_cache_key_changes_with_the_data_and_the_split(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from dreamer.config import load_config
+    from dreamer.data import store as kline_store
+    from dreamer.data.ingest import ingest_csv
+    from dreamer.orchestration.cache import features_cache_key
+    from dreamer.paths import SAMPLE_CSV
+    from dreamer.pipeline import DataSpec
+
+    csv = tmp_path / "k.csv"
+    pd.read_csv(SAMPLE_CSV, nrows=600).to_csv(csv, index=False)
+    db = tmp_path / "k.duckdb"
+    ingest_csv(db, csv, "linear", "BTCUSDT", "5")
+    spec = DataSpec(source="csv", path=str(csv), lookback_days=365)
+    cfg = load_config("tiny")
+    key = features_cache_key(spec, db, cfg)
+    assert key == features_cache_key(spec, db, cfg) and len(key) == 32
+
+    other_split = dataclasses.replace(cfg, split=dataclasses.replace(cfg.split, train_fraction=0.6))
+    assert features_cache_key(spec, db, other_split) != key
+
+    con = kline_store.connect(db)
+    try:
+        con.execute("UPDATE klines SET close = close + 1 WHERE open_time = (SELECT max(open_time) FROM klines)")
+    finally:
+        con.close()
+    assert features_cache_key(spec, db, cfg) != key  # one corrected candle is new data
+
+
+def test_feature_cache_keeps_the_most_recently_used(tmp_path: Path) -> None:
+    import os
+
+    from dreamer.orchestration.cache import touch_and_prune
+
+    entries = [tmp_path / f"key{i}" for i in range(7)]
+    for age, entry in enumerate(entries):  # key0 is the newest, key6 the oldest
+        entry.mkdir()
+        os.utime(entry, (1_000_000 - age, 1_000_000 - age))
+    pruned = touch_and_prune(tmp_path, entries[6], keep=5)  # the oldest is used again: it stays
+    assert sorted(p.name for p in pruned) == ["key4", "key5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key0", "key1", "key2", "key3", "key6"]

@@ -1,0 +1,177 @@
+"""End to end, as a user: a real Prefect server, `prefect deploy` from prefect.yaml, a process worker, and
+`prefect deployment run dreamer/daily` against the loopback fake Bybit, with the tiny config.
+
+Checks that the run Completed, the fake's closed klines are in DuckDB, and the registry has a champion.
+Everything started here (server, worker, fake) is stopped at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dreamer.paths import BUNDLED_CONFIGS_DIR, PROJECT_ROOT
+from tests.conftest import FAKE_SERIES_KEY
+from tests.fakes.bybit_server import FakeBybit
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+LOOSE_GUARD_RAILS = "promotion:\n  max_drawdown_limit: 1.0\n  metric_floor: null\n"
+"""An agent trained 20 steps loses money: without these, the tiny config would never produce a champion."""
+
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+POOL = "dreamer"  # prefect.yaml's work pool
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{url} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """TERM the process group (the worker's flow-run subprocesses included), KILL it after 20 s."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, fake_bybit: FakeBybit) -> Iterator[dict[str, Any]]:
+    """A Prefect server on a free loopback port with a temporary PREFECT_HOME, and the environment a
+    worker would be started in (Bybit URL, MLflow store, runs dir, all temporary)."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLI_COLORS": "false",
+        "DREAMER_BYBIT_URL": fake_bybit.url,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}",
+        "DREAMER_RUNS_DIR": str(tmp_path / "runs"),
+    }
+    env.pop("DREAMER_DB", None)
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"{name}.log"
+        process = subprocess.Popen(
+            [PREFECT, *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so `stop` reaches its children
+        )
+        processes.append(process)
+        return process
+
+    server = spawn("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
+    try:
+        wait_for_http(f"{api}/health", server, tmp_path / "server.log")
+        yield {"env": env, "spawn": spawn, "tmp": tmp_path, "fake": fake_bybit, "api": api}
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
+def prefect(stack: dict[str, Any], *args: str, timeout: float = 300) -> str:
+    result = subprocess.run(
+        [PREFECT, *args], cwd=PROJECT_ROOT, env=stack["env"], capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, f"prefect {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def test_deployment_run_from_a_user_shell(stack: dict[str, Any]) -> None:
+    tmp: Path = stack["tmp"]
+    config = tmp / "tiny.yaml"
+    config.write_text((BUNDLED_CONFIGS_DIR / "tiny.yaml").read_text() + LOOSE_GUARD_RAILS)
+    db = tmp / "data" / "dreamer.duckdb"
+
+    prefect(stack, "work-pool", "create", POOL, "--type", "process")
+    deployed = prefect(stack, "--no-prompt", "deploy", "--name", "daily")
+    assert "dreamer/daily" in deployed
+    worker = stack["spawn"]("worker", "worker", "start", "--pool", POOL, "--name", "e2e-worker")
+
+    params = ["source=bybit", "symbol=BTCUSDT", "category=linear", "lookback_days=365"]
+    params += [f"config={config}", f"db_path={db}"]
+    started = time.monotonic()
+    command = [PREFECT, "deployment", "run", "dreamer/daily", "--watch", "--watch-timeout", "600"]
+    command += [arg for param in params for arg in ("--param", param)]
+    run = subprocess.run(
+        command,
+        cwd=PROJECT_ROOT,
+        env=stack["env"],
+        capture_output=True,
+        text=True,
+        timeout=700,
+    )
+    elapsed = time.monotonic() - started
+    output = run.stdout + run.stderr
+    worker_log = (tmp / "worker.log").read_text(errors="replace")
+    assert worker.poll() is None, f"the worker died:\n{worker_log[-3000:]}"
+    match = re.search(r"UUID:\s*([0-9a-f-]{36})", output)
+    assert match, output
+    state = flow_run_state(stack["api"], match.group(1))
+    assert state == "COMPLETED", f"flow run ended {state} after {elapsed:.0f} s\n{output[-2000:]}\n{worker_log[-4000:]}"
+
+    # The klines came from the fake Bybit named by DREAMER_BYBIT_URL, and every closed one is stored.
+    fake: FakeBybit = stack["fake"]
+    assert fake.kline_requests, "the worker never called the fake Bybit"
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = con.execute(
+            "SELECT count(*) FROM klines WHERE category = ? AND symbol = ? AND interval = ?", list(FAKE_SERIES_KEY)
+        ).fetchone()
+    assert stored is not None and stored[0] == len(fake.closed_rows(FAKE_SERIES_KEY))
+
+    # The registry at the worker's MLFLOW_TRACKING_URI has a champion, written by this flow run.
+    from mlflow import MlflowClient
+
+    uri = stack["env"]["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(uri, uri)
+    champion = client.get_model_version_by_alias("dreamer-btcusdt-5", "champion")
+    assert champion.tags["promotion.decision"] == "champion"
+    assert champion.run_id is not None
+    parent = client.get_run(champion.run_id)
+    assert parent.data.tags["prefect.flow_run_id"] == match.group(1)
+    assert parent.data.tags["prefect.deployment"] == "daily"
+    assert parent.info.status == "FINISHED"
+
+
+def flow_run_state(api: str, flow_run_id: str) -> str:
+    with urllib.request.urlopen(f"{api}/flow_runs/{flow_run_id}", timeout=10) as response:
+        return str(json.load(response)["state"]["type"])

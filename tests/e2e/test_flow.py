@@ -1,0 +1,192 @@
+"""The `dreamer` flow under Prefect's test harness: two runs on a slice of the bundled sample with the tiny
+config, then a run the validation gate stops.
+
+Run 1 ends Completed with a parent MLflow run (tags, config params, headline metrics, data identity),
+a finished nested run per stage, step-wise training curves, plots, a registered version that becomes
+champion, and the Prefect summary artifact. Run 2 reuses the cached features, re-evaluates the champion
+on the same window (reproducing run 1's numbers exactly) and, being the same model, is not promoted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dreamer.paths import BUNDLED_CONFIGS_DIR
+
+pytestmark = pytest.mark.slow
+LOOSE_GUARD_RAILS = "promotion:\n  max_drawdown_limit: 1.0\n  metric_floor: null\n"
+"""An agent trained 20 steps loses money: without these, the tiny config would never produce a champion."""
+
+START = "2026-07-01"  # ~20 days of the sample: ~5,700 bars after the feature warm-up
+STAGES = {"ingest", "validate", "features", "world_model", "policy", "evaluate", "promote"}
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A Prefect test server, and MLflow store, runs dir, DuckDB file and result storage in a temp dir."""
+    import prefect.settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    root = tmp_path_factory.mktemp("flow")
+    env = {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+        "DREAMER_RUNS_DIR": str(root / "runs"),
+        "DREAMER_MLFLOW_UI": "http://127.0.0.1:5000",
+    }
+    config = root / "tiny.yaml"
+    config.write_text((BUNDLED_CONFIGS_DIR / "tiny.yaml").read_text() + LOOSE_GUARD_RAILS)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        with (
+            prefect.settings.temporary_settings(
+                {
+                    prefect.settings.PREFECT_LOCAL_STORAGE_PATH: root / "prefect-storage",
+                    prefect.settings.PREFECT_SERVER_ANALYTICS_ENABLED: False,
+                }
+            ),
+            prefect_test_harness(server_startup_timeout=90),
+        ):
+            yield {"root": root, "config": str(config), "db": str(root / "dreamer.duckdb"), **env}
+
+
+def run_flow(harness: dict[str, Any], **overrides: Any) -> Any:
+    from flows.pipeline import dreamer_flow
+
+    params = {"source": "sample", "config": harness["config"], "db_path": harness["db"], "start": START}
+    return dreamer_flow(**(params | overrides), return_state=True)
+
+
+def mlflow_client(harness: dict[str, Any]) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(harness["MLFLOW_TRACKING_URI"], harness["MLFLOW_TRACKING_URI"])
+
+
+def runs_of(client: Any, flow_run_id: str) -> tuple[Any, dict[str, Any]]:
+    """(parent run, {stage: nested run}) of one flow run."""
+    experiment = client.get_experiment_by_name("dreamer")
+    (parent,) = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}'"
+    )
+    children = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    return parent, {run.data.tags["dreamer.stage"]: run for run in children}
+
+
+def artifact_markdown(key: str, flow_run_id: str) -> str:
+    """The Markdown of artifact `key` created by flow run `flow_run_id`."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])
+            )
+        )
+    assert len(artifacts) == 1, f"{len(artifacts)} artifacts {key!r} for flow run {flow_run_id}"
+    return str(artifacts[0].data)
+
+
+def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, Any]) -> None:
+    first = run_flow(harness)
+    assert first.is_completed(), first.message
+    summary = first.result()
+    client = mlflow_client(harness)
+    parent, stages = runs_of(client, str(first.state_details.flow_run_id))
+
+    # --- the parent run: tags, the full config, headline metrics, the data's identity -------------------
+    assert parent.info.status == "FINISHED"
+    tags = parent.data.tags
+    assert tags["symbol"] == "BTCUSDT" and tags["interval"] == "5" and tags["config"] == "tiny"
+    assert len(tags["git_commit"]) >= 40 or tags["git_commit"] == "unknown"
+    assert tags["data.first_open_time"].startswith("2026-07-0") and tags["data.last_open_time"].startswith("2026-07-21")
+    assert tags["promotion.decision"] == "champion"
+    params = parent.data.params
+    assert params["dreamer.world_model_steps"] == "20" and params["promotion.metric_floor"] == "null"
+    assert params["data.source"] == "sample" and params["data.start"] == START
+    for key in ("agent.sharpe", "agent.max_drawdown", "baselines.buy_and_hold.sharpe", "baselines.flat.total_return"):
+        assert key in parent.data.metrics, key
+    (dataset_input,) = parent.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == summary["data"]["content_hash"][:16]
+    assert dataset_input.dataset.source_type == "duckdb"
+    assert "summary.md" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    # --- one finished nested run per stage, with its own content ----------------------------------------
+    assert set(stages) == STAGES
+    assert all(run.info.status == "FINISHED" for run in stages.values())
+    assert stages["validate"].data.tags["status"] == "passed"
+    assert {a.path for a in client.list_artifacts(stages["validate"].info.run_id, "validation")} >= {
+        "validation/report.html",
+        "validation/summary.json",
+    }
+    assert "feature_stats.json" in {a.path for a in client.list_artifacts(stages["features"].info.run_id)}
+    world_model_curve = client.get_metric_history(stages["world_model"].info.run_id, "loss/total")
+    assert len(world_model_curve) == 20 and [m.step for m in world_model_curve] == list(range(1, 21))
+    assert len(stages["policy"].data.metrics) > 5
+    evaluate_run = stages["evaluate"]
+    plots = {a.path for a in client.list_artifacts(evaluate_run.info.run_id, "plots")}
+    assert {"plots/equity.png", "plots/drawdown.png", "plots/positions.png", "plots/imagined_vs_real.png"} <= plots
+    assert "baselines.momentum.sharpe" in evaluate_run.data.metrics
+    assert any(key.startswith("world_model.") for key in evaluate_run.data.metrics)
+
+    # --- the registry: version 1 is champion, with the decision as tags -------------------------------------
+    promotion = summary["promotion"]
+    assert promotion["model_name"] == "dreamer-btcusdt-5" and promotion["decision"]["promote"]
+    champion = client.get_model_version_by_alias("dreamer-btcusdt-5", "champion")
+    assert str(champion.version) == promotion["version"]
+    assert champion.tags["promotion.decision"] == "champion"
+    assert "first model" in champion.tags["promotion.reasons"]
+    assert champion.tags["data.content_hash"] == summary["data"]["content_hash"]
+    assert -1.0 <= promotion["latest"]["target_position"] <= 1.0
+
+    markdown = artifact_markdown("dreamer-run-summary", str(first.state_details.flow_run_id))
+    assert "**Status:** Completed" in markdown and "## Held-out backtest" in markdown
+    assert "promoted to **champion**" in markdown and "http://127.0.0.1:5000/#/experiments/" in markdown
+
+    # --- run 2: cached features, the champion re-evaluated on the same window, a tie keeps it ------------
+    second = run_flow(harness)
+    assert second.is_completed(), second.message
+    again = second.result()
+    assert again["features_cached"] and again["data"] == summary["data"]
+    decision = again["promotion"]["decision"]
+    assert again["promotion"]["champion"]["version"] == promotion["version"]
+    assert again["promotion"]["champion"]["metrics"] == summary["evaluation"]["agent"]  # same model, same window
+    assert again["evaluation"]["agent"] == summary["evaluation"]["agent"]  # same seed, same data: same agent
+    assert not decision["promote"] and decision["alias"] == "challenger"
+    assert "does not beat champion" in decision["reasons"][0]
+    assert str(client.get_model_version_by_alias("dreamer-btcusdt-5", "champion").version) == promotion["version"]
+    challenger = client.get_model_version_by_alias("dreamer-btcusdt-5", "challenger")
+    assert str(challenger.version) == again["promotion"]["version"]
+    assert challenger.tags["promotion.decision"] == "challenger"
+    _, second_stages = runs_of(client, str(second.state_details.flow_run_id))
+    assert second_stages["features"].data.tags["cached"] == "true"
+
+
+def test_validation_failure_fails_the_run_with_the_report(harness: dict[str, Any], tmp_path: Path) -> None:
+    strict = tmp_path / "strict.yaml"
+    strict.write_text((BUNDLED_CONFIGS_DIR / "tiny.yaml").read_text().replace("min_rows: 500", "min_rows: 10000000"))
+    state = run_flow(harness, config=str(strict))
+    assert state.is_failed()
+    assert "validation failure" in state.message
+
+    flow_run_id = str(state.state_details.flow_run_id)
+    report = artifact_markdown("validation-report", flow_run_id)
+    assert "FAILED" in report and "enough_rows" in report
+    assert "**Status:** Failed" in artifact_markdown("dreamer-run-summary", flow_run_id)
+
+    client = mlflow_client(harness)
+    parent, stages = runs_of(client, str(state.state_details.flow_run_id))
+    assert parent.info.status == "FAILED"
+    assert set(stages) == {"ingest", "validate"}
+    assert stages["validate"].info.status == "FAILED" and stages["validate"].data.tags["status"] == "failed"
+    artifacts = {a.path for a in client.list_artifacts(stages["validate"].info.run_id, "validation")}
+    assert "validation/report.html" in artifacts
