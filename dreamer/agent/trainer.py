@@ -1,0 +1,221 @@
+"""Training the actor-critic purely in imagination, inside a frozen, trained world model.
+
+Each update: sample `B` real training sequences, filter them with the world model's posterior to get
+`B·T` start states, pick `imagination_starts` of them, imagine `imagination_horizon` steps with the actor,
+and take one actor-critic step (`ActorCritic.update`). The imagined accounts ("lanes") are carried from
+one update to the next: each lane is a long-running account that keeps its position, unrealised PnL and
+drawdown while being dropped into a fresh market state, so the actor sees accounts of every age, not
+only freshly opened flat ones.
+
+Why the world model is frozen rather than trained alternately: the data are a fixed history of a market
+that ignores our orders, so a better policy would not give the world model different data to learn from;
+it is trained to convergence first (`dreamer.training`) and the policy then learns in the finished model.
+
+Everything is seeded; the checkpoint (written atomically every `checkpoint_every` updates and at the end)
+carries the random generators' states, so an interrupted run resumed from it finishes exactly like an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamer.agent.actor_critic import ActorCritic
+from dreamer.agent.checkpoint import AGENT_CHECKPOINT, AgentCheckpointError, load_checkpoint, save_checkpoint
+from dreamer.agent.portfolio import Portfolio
+from dreamer.features.dataset import MarketDataset
+from dreamer.features.sampler import SequenceSampler
+from dreamer.model.config import DreamerConfig
+from dreamer.model.world_model import WorldModel
+from dreamer.training import load_world_model, resolve_device
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+# Fields that may differ between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = {"policy_steps", "device"}
+
+MetricsCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class PolicyTrainingResult:
+    checkpoint: Path  # the self-contained agent checkpoint
+    metrics_path: Path  # one JSON object per update
+    steps: int
+    final_metrics: dict[str, float]
+    seconds: float
+
+
+def train_policy(
+    world_model_checkpoint: str | Path,
+    dataset: MarketDataset | str | Path,
+    cfg: DreamerConfig,
+    out_dir: str | Path,
+    *,
+    on_metrics: MetricsCallback | None = None,
+    checkpoint_every: int = 250,
+) -> PolicyTrainingResult:
+    """Train the actor-critic in the world model saved at `world_model_checkpoint`; write the agent
+    checkpoint and `metrics.jsonl` under `out_dir`. Resumes from `out_dir/checkpoint.pt` if present."""
+    data = dataset if isinstance(dataset, MarketDataset) else MarketDataset.load(dataset)
+    world_model, _, _ = load_world_model(world_model_checkpoint, device=resolve_device(cfg.device))
+    return train_policy_in(world_model, data, cfg, out_dir, on_metrics=on_metrics, checkpoint_every=checkpoint_every)
+
+
+def train_policy_in(
+    world_model: WorldModel,
+    dataset: MarketDataset,
+    cfg: DreamerConfig,
+    out_dir: str | Path,
+    *,
+    on_metrics: MetricsCallback | None = None,
+    checkpoint_every: int = 250,
+) -> PolicyTrainingResult:
+    """`train_policy` with a live world model (its weights are not changed)."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path, metrics_path = out_dir / AGENT_CHECKPOINT, out_dir / METRICS_FILE
+    device = next(world_model.parameters()).device
+    world_model = world_model.eval().requires_grad_(False)
+    _check_compatible(world_model, dataset, cfg)
+
+    torch.manual_seed(cfg.seed)
+    agent = ActorCritic(world_model, cfg).to(device)
+    sampler = SequenceSampler(dataset, "train", cfg.sequence_length, cfg.batch_size, seed=cfg.seed, device=device)
+    levels = torch.tensor(cfg.position_levels, device=device)
+    num_starts = min(cfg.imagination_starts, cfg.batch_size * cfg.sequence_length)
+    start_positions = levels[torch.randint(len(levels), (num_starts,), device=device)]
+    lanes = dataclasses.replace(Portfolio.flat(num_starts, device), position=start_positions)
+    step = 0
+
+    if checkpoint_path.exists():
+        step, lanes = _resume(checkpoint_path, agent, sampler, world_model, cfg, device)
+        _truncate_metrics(metrics_path, step)
+        log.info("resuming policy training from step %d of %d", step, cfg.policy_steps)
+
+    metrics: dict[str, float] = {}
+    with metrics_path.open("a", encoding="utf-8") as metrics_file:
+        while step < cfg.policy_steps:
+            obs, _ = sampler.sample()  # [B, T, F]
+            with torch.no_grad():
+                posterior = world_model.observe(obs).flatten()  # h [B·T, D], z [B·T, S·K]
+            pick = torch.randperm(posterior.h.shape[0], device=device)[:num_starts]
+            start = type(posterior)(posterior.h[pick], posterior.z[pick])
+            tick = time.perf_counter()
+            trajectory, metrics = agent.update(world_model, start, lanes)
+            lanes = trajectory.final_portfolio
+            step += 1
+            metrics["time/update_ms"] = (time.perf_counter() - tick) * 1e3
+            metrics_file.write(json.dumps({"step": step, **metrics}) + "\n")
+            if on_metrics is not None:
+                on_metrics(step, metrics)
+            if step % checkpoint_every == 0 or step == cfg.policy_steps:
+                metrics_file.flush()
+                _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler)
+            if step % 100 == 0:
+                log.info(
+                    "policy step %d/%d: imagined return %.3f, entropy %.3f",
+                    step,
+                    cfg.policy_steps,
+                    metrics["imagined/return"],
+                    metrics["actor/entropy"],
+                )
+    if not checkpoint_path.exists():  # policy_steps == 0: still a usable (untrained) agent
+        _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler)
+    return PolicyTrainingResult(checkpoint_path, metrics_path, step, metrics, time.perf_counter() - started)
+
+
+def _check_compatible(world_model: WorldModel, dataset: MarketDataset, cfg: DreamerConfig) -> None:
+    if world_model.obs_dim != dataset.num_features:
+        raise AgentCheckpointError(
+            f"the world model reads {world_model.obs_dim} features but the dataset has {dataset.num_features}"
+        )
+    if world_model.action_dim not in (0, len(cfg.position_levels)):
+        raise AgentCheckpointError("the world model's action size does not match dreamer.position_levels")
+
+
+def _save(
+    path: Path,
+    agent: ActorCritic,
+    world_model: WorldModel,
+    dataset: MarketDataset,
+    cfg: DreamerConfig,
+    step: int,
+    lanes: Portfolio,
+    sampler: SequenceSampler,
+) -> None:
+    save_checkpoint(
+        path,
+        {
+            "config": dataclasses.asdict(cfg),
+            "world_model_config": dataclasses.asdict(world_model.cfg),
+            "obs_dim": world_model.obs_dim,
+            "feature_names": list(dataset.feature_names),
+            "normaliser": dataset.normaliser.to_dict(),
+            "meta": {key: value for key, value in dataset.meta.items() if isinstance(value, str | int | float)},
+            "world_model": world_model.state_dict(),
+            "actor_critic": agent.state_dict(),
+            "optimizer": agent.optimizer.state_dict(),
+            "step": step,
+            "lanes": lanes.to_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "sampler": sampler.generator.get_state(),
+            },
+        },
+    )
+
+
+def _resume(
+    path: Path,
+    agent: ActorCritic,
+    sampler: SequenceSampler,
+    world_model: WorldModel,
+    cfg: DreamerConfig,
+    device: torch.device,
+) -> tuple[int, Portfolio]:
+    saved = load_checkpoint(path, device)
+    current = dataclasses.asdict(cfg)
+    changed = sorted(k for k, v in saved["config"].items() if current.get(k) != v and k not in _RESUMABLE_CHANGES)
+    if changed:
+        raise AgentCheckpointError(
+            f"{path} was trained with a different config ({', '.join(changed)} differ); "
+            "use another output directory or delete it to start over"
+        )
+    if any(not torch.equal(saved["world_model"][k], v) for k, v in world_model.state_dict().items()):
+        raise AgentCheckpointError(f"{path} was trained in a different world model; use another output directory")
+    agent.load_state_dict(saved["actor_critic"])
+    agent.optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["rng"]["torch"].cpu())
+    if saved["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in saved["rng"]["cuda"]])
+    sampler.generator.set_state(saved["rng"]["sampler"].cpu())
+    return int(saved["step"]), Portfolio.from_dict(saved["lanes"], device)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines of updates after the checkpoint (they will be recomputed identically)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _line_step(line) <= step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _line_step(line: str) -> float:
+    try:
+        record: dict[str, Any] = json.loads(line)
+        return float(record["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")  # a line cut by a crash

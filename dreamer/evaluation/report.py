@@ -1,0 +1,250 @@
+"""Held-out evaluation of a trained agent: backtest, baselines, bootstrap comparison, plots.
+
+The agent trades the evaluation split (the test split by default) with its deterministic policy. Its
+latent state is warmed up on the bars just before the window (past data, never traded on); its account
+starts flat. Every baseline trades the same rows with the same costs. The agent's Sharpe ratio gets a
+block-bootstrap confidence interval, and each comparison with a baseline a paired one (both series
+resampled with the same blocks): `beats` is the point estimate, `significant` whether the whole interval
+of the Sharpe difference lies above zero.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dreamer.agent.policy import TradingPolicy, single_threaded
+from dreamer.evaluation import baselines
+from dreamer.evaluation.backtest import BacktestResult, EvaluationWindow, evaluation_window, run_backtest
+from dreamer.evaluation.config import EvaluationConfig
+from dreamer.evaluation.metrics import (
+    Metrics,
+    bootstrap_sharpe,
+    compute_metrics,
+    confidence_interval,
+    periods_per_year,
+)
+from dreamer.evaluation.plots import plot_drawdown, plot_equity, plot_imagined_vs_real, plot_positions
+from dreamer.features.dataset import MarketDataset
+from dreamer.model.distributions import twohot_mean, twohot_std
+from dreamer.model.rssm import RSSMState
+from dreamer.model.world_model import WorldModel
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    report: dict[str, Any]  # JSON-ready: agent, baselines, comparison, window
+    results: dict[str, BacktestResult]  # agent and baselines (random: its first seed)
+    window: EvaluationWindow
+
+
+def evaluate_policy(
+    policy: TradingPolicy,
+    dataset: MarketDataset,
+    cfg: EvaluationConfig,
+    cost_rate: float,
+    interval: str,
+    *,
+    split: str = "test",
+    warm_up_bars: int = 64,
+    seed: int = 0,
+) -> Evaluation:
+    """Backtest `policy` and the baselines on `split` of `dataset`."""
+    window = evaluation_window(dataset, split)
+    periods = periods_per_year(interval)
+    first = int(window.rows[0])
+    policy.reset(seed)
+    policy.warm_up(dataset.obs[max(0, first - warm_up_bars) : first])
+    positions = policy.target_positions(dataset.obs[window.rows], dataset.close[window.rows])  # [N]
+    agent = run_backtest(positions, window.log_returns, cost_rate)
+    agent_metrics = compute_metrics(agent, periods)
+
+    n = len(window.rows)
+    fixed = {
+        "buy_and_hold": baselines.buy_and_hold(n),
+        "flat": baselines.flat(n),
+        "momentum": baselines.momentum(dataset.close, window.rows, cfg.momentum_lookback),
+    }
+    results = {"agent": agent} | {name: run_backtest(p, window.log_returns, cost_rate) for name, p in fixed.items()}
+    rng = np.random.default_rng(seed)
+    num_trades = int(agent_metrics["num_trades"] or 0)
+    random_runs = [
+        run_backtest(
+            baselines.random_trading(n, num_trades, policy.cfg.position_levels, rng), window.log_returns, cost_rate
+        )
+        for _ in range(cfg.random_baseline_seeds)
+    ]
+    results["random"] = random_runs[0]
+
+    baseline_metrics: dict[str, Metrics] = {name: compute_metrics(results[name], periods) for name in fixed}
+    baseline_metrics["random"] = _mean_metrics([compute_metrics(r, periods) for r in random_runs])
+
+    series = {name: results[name].net_returns for name in ("agent", *fixed)}
+    series |= {f"random_{i}": run.net_returns for i, run in enumerate(random_runs)}
+    draws = bootstrap_sharpe(series, periods, cfg.bootstrap_block, cfg.bootstrap_samples, seed)
+    draws["random"] = np.mean([draws.pop(f"random_{i}") for i in range(len(random_runs))], axis=0)
+    low, high = confidence_interval(draws["agent"], cfg.confidence)
+    agent_report: dict[str, Any] = {**agent_metrics, "sharpe_ci": [low, high], "sharpe_ci_level": cfg.confidence}
+    comparison = {}
+    for name, metrics in baseline_metrics.items():
+        difference = draws["agent"] - draws[name]
+        diff_low, diff_high = confidence_interval(difference, cfg.confidence)
+        sharpe_diff = float(agent_metrics["sharpe"] or 0.0) - float(metrics["sharpe"] or 0.0)
+        comparison[name] = {
+            "sharpe_diff": sharpe_diff,
+            "sharpe_diff_ci": [diff_low, diff_high],
+            "beats": sharpe_diff > 0,
+            "significant": diff_low > 0,
+        }
+    report = {
+        "agent": agent_report,
+        "baselines": baseline_metrics,
+        "comparison": comparison,
+        "window": {
+            "split": split,
+            "start": _iso(int(window.open_time_ms[0])),
+            "end": _iso(int(window.open_time_ms[-1])),
+            "bars": n,
+            "interval": interval,
+            "periods_per_year": periods,
+            "cost_rate": cost_rate,
+            "bootstrap_block": cfg.bootstrap_block,
+            "bootstrap_samples": cfg.bootstrap_samples,
+        },
+    }
+    return Evaluation(jsonable(report), results, window)
+
+
+def write_plots(
+    evaluation: Evaluation,
+    dataset: MarketDataset,
+    world_model: WorldModel,
+    out_dir: Path,
+    *,
+    horizon: int,
+    context: int,
+    seed: int = 0,
+) -> dict[str, str]:
+    """equity.png, drawdown.png, positions.png and imagined_vs_real.png under `out_dir`."""
+    window = evaluation.window
+    times = window.open_time_ms  # [N + 1]
+    equity = {name: result.equity for name, result in evaluation.results.items()}
+    agent = evaluation.report["agent"]
+    title = (
+        f"net of costs; agent Sharpe {agent['sharpe']:.2f} (CI {agent['sharpe_ci'][0]:.2f}…{agent['sharpe_ci'][1]:.2f})"
+    )
+    rows = np.append(window.rows, window.rows[-1] + 1)
+    rollouts = imagined_vs_real(world_model, dataset, window, horizon=horizon, context=context, seed=seed)
+    paths = {
+        "equity": plot_equity(times, equity, out_dir / "equity.png", title),
+        "drawdown": plot_drawdown(times, equity, out_dir / "drawdown.png"),
+        "positions": plot_positions(
+            times, dataset.close[rows], evaluation.results["agent"].positions, out_dir / "positions.png"
+        ),
+        "imagined_vs_real": plot_imagined_vs_real(rollouts, out_dir / "imagined_vs_real.png"),
+    }
+    return {name: str(path) for name, path in paths.items()}
+
+
+@torch.no_grad()
+def imagined_vs_real(
+    world_model: WorldModel,
+    dataset: MarketDataset,
+    window: EvaluationWindow,
+    *,
+    horizon: int,
+    context: int,
+    count: int = 6,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """From `count` start bars spread over the window: filter the posterior over the `context` bars up to
+    the start, then imagine `horizon` bars with the prior only. Returns per start the imagined per-bar
+    return mean and std and the real returns of the same bars (natural log units)."""
+    device = next(world_model.parameters()).device
+    rows, real = window.rows, window.log_returns
+    candidates = np.arange(len(rows) - horizon + 1)
+    picks = candidates[np.linspace(0, len(candidates) - 1, min(count, len(candidates))).round().astype(int)]
+    flat_action = None
+    if world_model.action_dim:  # hold flat while imagining: the price taker's market ignores it anyway
+        flat_index = torch.tensor([int(np.abs(np.asarray(world_model.cfg.position_levels)).argmin())], device=device)
+        flat_action = torch.nn.functional.one_hot(flat_index, world_model.action_dim).float()  # [1, A]
+    rollouts = []
+    with single_threaded(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for i in picks:
+            start_row = int(rows[i])
+            obs = torch.from_numpy(dataset.obs[max(0, start_row - context + 1) : start_row + 1]).to(device)
+            posterior = world_model.observe(obs[None])  # h [1, C, D], z [1, C, S·K]
+            state = RSSMState(posterior.h[:, -1], posterior.z[:, -1])
+            means, stds = np.empty(horizon), np.empty(horizon)
+            for k in range(horizon):
+                probs, values = world_model.return_distribution(world_model.features(state))  # [1, K], [K]
+                means[k] = twohot_mean(probs, values).item()
+                stds[k] = twohot_std(probs, values).item()
+                state = world_model.imagine_step(state, flat_action)
+            rollouts.append(
+                {
+                    "start": _iso(int(dataset.open_time_ms[start_row])),
+                    "imagined_mean": means,
+                    "imagined_std": stds,
+                    "real": real[i : i + horizon],
+                }
+            )
+    return rollouts
+
+
+def _mean_metrics(runs: list[Metrics]) -> Metrics:
+    """Average of each metric over the random baseline's seeds (None where any seed's is undefined)."""
+    out: Metrics = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        out[key] = (
+            None if any(v is None for v in values) else float(np.mean([float(v) for v in values if v is not None]))
+        )
+    sharpes = [float(run["sharpe"] or 0.0) for run in runs]
+    out["sharpe_std"] = float(np.std(sharpes, ddof=1)) if len(sharpes) > 1 else 0.0
+    out["seeds"] = len(runs)
+    return out
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types (numpy scalars, 0-dim tensors and paths converted); non-finite floats become null."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic | torch.Tensor):
+        value = value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    """Write `payload` as indented JSON, atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(jsonable(payload), handle, indent=2, allow_nan=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,336 @@
+"""The pipeline as plain stage functions: what `dreamer run` calls in a row and the Prefect flow's tasks wrap.
+
+Stages exchange paths and plain dicts (JSON-ready), never connections or models, so each can run in its
+own process. Every stage writes under its own directory of the run (`docs/ARCHITECTURE.md`):
+
+    run_dir/validation/  report.html, summary.json
+    run_dir/dataset/     dataset.npz, dataset.json, normaliser.json, features.parquet
+    run_dir/world_model/ checkpoint.pt, metrics.jsonl
+    run_dir/agent/       checkpoint.pt, metrics.jsonl
+    run_dir/evaluation/  metrics.json, equity.png, drawdown.png, positions.png, imagined_vs_real.png
+    run_dir/metrics.json the run's report (the JSON `dreamer run --metrics-out` writes)
+
+Which bars a run reads: `[start, end]` of the `DataSpec`; without `start`, the `lookback_days` before the
+end (or before the newest stored bar); without either, every stored bar of the series. The training
+stages resume from their checkpoints, so rerunning an interrupted run completes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from dreamer.config import RunConfig
+from dreamer.errors import ConfigError
+
+Source = Literal["bybit", "csv", "sample"]
+SOURCES: tuple[str, ...] = ("bybit", "csv", "sample")
+SAMPLE_MARKET = ("linear", "BTCUSDT", "5")
+RUN_REPORT = "metrics.json"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which market a run trades and where its klines come from."""
+
+    source: Source = "bybit"
+    symbol: str = "BTCUSDT"
+    interval: str = "5"
+    category: str = "linear"
+    path: str | None = None  # csv: the kline file
+    start: str | None = None  # first candle start (ISO date/time, UTC) of the bars the run uses
+    end: str | None = None  # last candle start (inclusive)
+    lookback_days: int | None = None  # without start: this many days before end (or the newest stored bar)
+    base_url: str | None = None  # bybit: API base URL (default: $DREAMER_BYBIT_URL or mainnet)
+
+    def __post_init__(self) -> None:
+        from dreamer.data.markets import parse_category, parse_interval, parse_symbol
+
+        if self.source not in SOURCES:
+            raise ConfigError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.source == "csv" and not self.path:
+            raise ConfigError("source csv needs a path to the kline file")
+        if self.lookback_days is not None and self.lookback_days < 1:
+            raise ConfigError(f"lookback_days must be >= 1, got {self.lookback_days}")
+        # Normalise spellings ("btcusdt", "5m" are rejected or canonicalised by the data layer).
+        object.__setattr__(self, "symbol", parse_symbol(self.symbol))
+        object.__setattr__(self, "category", parse_category(self.category))
+        object.__setattr__(self, "interval", parse_interval(self.interval).code)
+        if self.source == "sample" and (self.category, self.symbol, self.interval) != SAMPLE_MARKET:
+            raise ConfigError(
+                f"the bundled sample is {'/'.join(SAMPLE_MARKET)}; got {self.category}/{self.symbol}/{self.interval}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --- stages ------------------------------------------------------------------------------------
+
+
+def stage_ingest(spec: DataSpec, db_path: str | Path) -> dict[str, Any]:
+    """Bring the klines of `spec` into the DuckDB file `db_path` (incremental and idempotent)."""
+    from dreamer.data.ingest import ingest_bybit, ingest_csv, ingest_sample
+
+    if spec.source == "sample":
+        report = ingest_sample(db_path)
+    elif spec.source == "csv":
+        assert spec.path is not None
+        report = ingest_csv(db_path, spec.path, spec.category, spec.symbol, spec.interval)
+    else:
+        from dreamer.data import store
+
+        con = store.connect(db_path)
+        try:
+            stored_last = store.last_open_time(con, spec.category, spec.symbol, spec.interval)
+        finally:
+            con.close()
+        start = spec.start
+        if start is None and stored_last is None:  # first run: fetch the lookback window
+            days = spec.lookback_days or 365
+            start = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+        report = ingest_bybit(
+            db_path, spec.category, spec.symbol, spec.interval, start=start, end=spec.end, base_url=spec.base_url
+        )
+    return report.to_dict()
+
+
+def stage_validate(spec: DataSpec, db_path: str | Path, cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Run the validation gate on the run's bars; raises `DataValidationError` (report written) on failure."""
+    from dreamer.data import store
+    from dreamer.features.validate import REPORT_FILE, SUMMARY_FILE, validate_series
+
+    start, end = data_window(spec, db_path)
+    con = store.connect(db_path, read_only=True)
+    try:
+        report = validate_series(
+            con, spec.category, spec.symbol, spec.interval, cfg.validation, start=start, end=end, out_dir=out_dir
+        )
+    finally:
+        con.close()
+    out = Path(out_dir)
+    return {**report.to_dict(), "report_html": str(out / REPORT_FILE), "summary_json": str(out / SUMMARY_FILE)}
+
+
+def stage_features(spec: DataSpec, db_path: str | Path, cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Build the causal features (sql/features.sql), split them and save the `MarketDataset` in `out_dir`.
+
+    Returns the dataset directory and the data's identity: rows, time ranges, and a SHA-256 of the klines
+    read (open time and OHLCV), which changes whenever the input does."""
+    from dreamer.data import store
+    from dreamer.features.build import compute_features, write_parquet
+    from dreamer.features.split import make_dataset
+
+    start, end = data_window(spec, db_path)
+    con = store.connect(db_path, read_only=True)
+    try:
+        klines = store.read_klines(con, spec.category, spec.symbol, spec.interval, start=start, end=end)
+    finally:
+        con.close()
+    if klines.empty:
+        raise ConfigError(f"no klines stored for {spec.category}/{spec.symbol}/{spec.interval} in [{start}, {end}]")
+    features = compute_features(klines, spec.interval)
+    meta = {"category": spec.category, "symbol": spec.symbol, "interval": spec.interval, "source": spec.source}
+    dataset = make_dataset(features, cfg.split, meta)
+    out = Path(out_dir)
+    dataset.save(out)
+    write_parquet(features, out / "features.parquet")
+    return {
+        "dataset_dir": str(out),
+        **meta,
+        "klines": len(klines),
+        "rows": len(dataset),
+        "features": list(dataset.feature_names),
+        "first_open_time": _iso(int(dataset.open_time_ms[0])),
+        "last_open_time": _iso(int(dataset.open_time_ms[-1])),
+        "content_hash": klines_hash(klines),
+        "splits": split_ranges(dataset),
+        "purge_bars": dataset.meta.get("purge_bars"),
+    }
+
+
+def stage_train_world_model(dataset_dir: str | Path, cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Train (or resume training) the world model on the dataset's train split."""
+    from dreamer.training import train_world_model
+
+    result = train_world_model(dataset_dir, cfg.dreamer, out_dir)
+    return {
+        "checkpoint": str(result.checkpoint),
+        "metrics_path": str(result.metrics_path),
+        "steps": result.steps,
+        "final_metrics": result.final_metrics,
+        "seconds": result.seconds,
+    }
+
+
+def stage_train_policy(
+    dataset_dir: str | Path, world_model_checkpoint: str | Path, cfg: RunConfig, out_dir: str | Path
+) -> dict[str, Any]:
+    """Train (or resume training) the actor-critic in imagination inside the trained world model."""
+    from dreamer.agent.trainer import train_policy
+
+    result = train_policy(world_model_checkpoint, dataset_dir, cfg.dreamer, out_dir)
+    return {
+        "checkpoint": str(result.checkpoint),
+        "metrics_path": str(result.metrics_path),
+        "steps": result.steps,
+        "final_metrics": result.final_metrics,
+        "seconds": result.seconds,
+    }
+
+
+def stage_evaluate(
+    dataset_dir: str | Path, agent_checkpoint: str | Path, cfg: RunConfig, out_dir: str | Path
+) -> dict[str, Any]:
+    """Backtest the agent and the baselines on the test split, score the world model's forecasts there,
+    draw the plots. Writes `metrics.json`; returns its content plus the file paths."""
+    from dreamer.agent.policy import TradingPolicy
+    from dreamer.evaluation.forecast import forecast_metrics
+    from dreamer.evaluation.report import evaluate_policy, jsonable, write_json, write_plots
+    from dreamer.features.dataset import MarketDataset
+    from dreamer.training import resolve_device
+
+    dataset = MarketDataset.load(dataset_dir)
+    policy = TradingPolicy.load(agent_checkpoint, resolve_device(cfg.dreamer.device))
+    dreamer_cfg = cfg.dreamer
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluation = evaluate_policy(
+        policy,
+        dataset,
+        cfg.evaluation,
+        dreamer_cfg.cost_rate,
+        str(dataset.meta.get("interval", "5")),
+        warm_up_bars=dreamer_cfg.sequence_length,
+        seed=dreamer_cfg.seed,
+    )
+    forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
+    plots = write_plots(
+        evaluation,
+        dataset,
+        policy.world_model,
+        out,
+        horizon=dreamer_cfg.imagination_horizon,
+        context=dreamer_cfg.sequence_length,
+        seed=dreamer_cfg.seed,
+    )
+    report = {**evaluation.report, "world_model": jsonable(forecasts)}
+    metrics_path = write_json(out / "metrics.json", report)
+    return {**report, "metrics_path": str(metrics_path), "plots": plots}
+
+
+def run_pipeline(spec: DataSpec, db_path: str | Path, cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
+    """ingest → validate → features → world model → policy → evaluation, all under `run_dir`.
+
+    Returns (and writes to `run_dir/metrics.json`) the run's report: `agent`, `baselines`, `comparison`,
+    `world_model`, `config`, `data`, `evaluation`, `timings_s`. Everything but `timings_s` is a function of
+    the data, the config and its seed only (no paths, no clocks): on CPU two runs give identical JSON."""
+    run_dir = Path(run_dir)
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn: Any, *args: Any) -> Any:
+        began = time.perf_counter()
+        result = fn(*args)
+        timings[name] = round(time.perf_counter() - began, 3)
+        return result
+
+    timed("ingest", stage_ingest, spec, db_path)
+    timed("validate", stage_validate, spec, db_path, cfg, run_dir / "validation")
+    data = timed("features", stage_features, spec, db_path, cfg, run_dir / "dataset")
+    world_model = timed("world_model", stage_train_world_model, data["dataset_dir"], cfg, run_dir / "world_model")
+    agent = timed("policy", stage_train_policy, data["dataset_dir"], world_model["checkpoint"], cfg, run_dir / "agent")
+    evaluation = timed(
+        "evaluate", stage_evaluate, data["dataset_dir"], agent["checkpoint"], cfg, run_dir / "evaluation"
+    )
+    report = {
+        "agent": evaluation["agent"],
+        "baselines": evaluation["baselines"],
+        "comparison": evaluation["comparison"],
+        "world_model": evaluation["world_model"],
+        "config": cfg.to_dict(),
+        "data": {
+            "source": spec.source,
+            "category": spec.category,
+            "symbol": spec.symbol,
+            "interval": spec.interval,
+            "rows": data["rows"],
+            "klines": data["klines"],
+            "first_open_time": data["first_open_time"],
+            "last_open_time": data["last_open_time"],
+            "content_hash": data["content_hash"],
+            "purge_bars": data["purge_bars"],
+            **data["splits"],
+        },
+        "evaluation": evaluation["window"],
+        "training": {
+            "world_model": {"steps": world_model["steps"], "final": _stable(world_model["final_metrics"])},
+            "policy": {"steps": agent["steps"], "final": _stable(agent["final_metrics"])},
+        },
+    }
+    from dreamer.evaluation.report import jsonable, write_json
+
+    report = jsonable(report)
+    write_json(run_dir / RUN_REPORT, {**report, "timings_s": timings})
+    return report
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def data_window(spec: DataSpec, db_path: str | Path) -> tuple[str | None, str | None]:
+    """`(start, end)` candle-start bounds of the bars the run uses (see the module docstring)."""
+    if spec.start is not None or spec.lookback_days is None:
+        return spec.start, spec.end
+    from dreamer.data import store
+    from dreamer.data.markets import parse_time_ms
+
+    if spec.end is not None:
+        end_ms: int | None = parse_time_ms(spec.end, "end")
+    else:
+        con = store.connect(db_path, read_only=True)
+        try:
+            end_ms = store.last_open_time(con, spec.category, spec.symbol, spec.interval)
+        finally:
+            con.close()
+    if end_ms is None:
+        return None, None
+    return _iso(end_ms - spec.lookback_days * 86_400_000), spec.end
+
+
+def klines_hash(klines: pd.DataFrame) -> str:
+    """SHA-256 over the open times (epoch ms) and OHLCV values, in time order."""
+    digest = hashlib.sha256()
+    times = pd.to_datetime(klines["open_time"], utc=True)
+    digest.update(((times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64).tobytes())
+    for column in ("open", "high", "low", "close", "volume"):
+        digest.update(np.ascontiguousarray(klines[column].to_numpy(np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def split_ranges(dataset: Any) -> dict[str, dict[str, Any]]:
+    """`{split: {start, end (ISO-8601 UTC candle starts, inclusive), rows}}`."""
+    ranges = {}
+    for name, (start, stop) in dataset.splits.items():
+        ranges[name] = {
+            "start": _iso(int(dataset.open_time_ms[start])) if stop > start else None,
+            "end": _iso(int(dataset.open_time_ms[stop - 1])) if stop > start else None,
+            "rows": stop - start,
+        }
+    return ranges
+
+
+def _stable(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Training metrics without wall-clock measurements (they differ between identical runs)."""
+    return {k: v for k, v in metrics.items() if not k.startswith("time/") and "per_s" not in k}
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()

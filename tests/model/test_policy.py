@@ -1,0 +1,154 @@
+"""The agent checkpoint and `TradingPolicy`: self-contained, causal, resumable, and its account is the
+backtest's account."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dreamer.agent.checkpoint import AgentCheckpointError, load_checkpoint
+from dreamer.agent.policy import TradingPolicy
+from dreamer.agent.trainer import train_policy
+from dreamer.evaluation.backtest import run_backtest
+from dreamer.features.dataset import MarketDataset
+from dreamer.model.config import DreamerConfig
+from dreamer.training import train_world_model
+
+CFG = DreamerConfig(
+    deterministic_size=16,
+    stochastic_size=4,
+    num_categories=4,
+    hidden_size=16,
+    num_bins=63,
+    batch_size=4,
+    sequence_length=8,
+    world_model_steps=5,
+    imagination_horizon=4,
+    imagination_starts=16,
+    policy_steps=6,
+    actor_learning_rate=1e-3,
+    critic_learning_rate=1e-3,
+    device="cpu",
+)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> MarketDataset:
+    rng = np.random.default_rng(0)
+    n = 400
+    returns = 0.003 * rng.normal(size=n)
+    return MarketDataset.from_arrays(
+        open_time_ms=np.arange(n, dtype=np.int64) * 300_000,
+        close=100.0 * np.exp(np.concatenate([[0.0], np.cumsum(returns[:-1])])),
+        features=np.column_stack([np.concatenate([[0.0], returns[:-1]]), rng.normal(size=n)]),
+        next_log_return=np.append(returns[:-1], np.nan),
+        segment_id=np.zeros(n, dtype=np.int32),
+        feature_names=["ret_1", "noise"],
+        splits={"train": (0, 250), "val": (260, 300), "test": (310, n)},
+        meta={"symbol": "TEST", "interval": "5"},
+    )
+
+
+@pytest.fixture(scope="module")
+def world_model_checkpoint(dataset, tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    return train_world_model(dataset, CFG, tmp_path_factory.mktemp("wm")).checkpoint
+
+
+@pytest.fixture(scope="module")
+def agent_checkpoint(dataset, world_model_checkpoint, tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    return train_policy(world_model_checkpoint, dataset, CFG, tmp_path_factory.mktemp("agent")).checkpoint
+
+
+def test_checkpoint_is_self_contained(agent_checkpoint, dataset):
+    saved = load_checkpoint(agent_checkpoint)
+    assert saved["step"] == CFG.policy_steps
+    assert saved["feature_names"] == list(dataset.feature_names)
+    assert saved["normaliser"]["mean"] == pytest.approx(dataset.normaliser.mean.tolist())
+    assert {"world_model", "actor_critic", "optimizer", "config", "world_model_config", "rng", "lanes"} <= set(saved)
+    policy = TradingPolicy.load(agent_checkpoint.parent)  # the directory works too
+    assert policy.feature_names == dataset.feature_names
+    assert policy.meta["symbol"] == "TEST"
+
+
+def test_positions_are_levels_deterministic_and_causal(agent_checkpoint, dataset):
+    rows = slice(*dataset.splits["test"])
+    obs, close = dataset.obs[rows], dataset.close[rows]
+    first = TradingPolicy.load(agent_checkpoint).target_positions(obs, close)
+    again = TradingPolicy.load(agent_checkpoint).target_positions(obs, close)
+    assert first.shape == (len(close),)
+    assert set(np.unique(first)) <= set(CFG.position_levels)
+    assert np.array_equal(first, again)
+
+    k = 40  # rewrite the future after bar k: decisions up to k must not move
+    future_obs, future_close = obs.copy(), close.copy()
+    future_obs[k + 1 :] = np.random.default_rng(9).normal(size=future_obs[k + 1 :].shape)
+    future_close[k + 1 :] *= 1.5
+    altered = TradingPolicy.load(agent_checkpoint).target_positions(future_obs, future_close)
+    assert np.array_equal(altered[: k + 1], first[: k + 1])
+    assert not np.array_equal(altered, first)  # the policy does react to what it sees
+
+
+def test_the_policys_account_is_the_backtests_account(agent_checkpoint, dataset):
+    rows = slice(*dataset.splits["test"])
+    obs, close = dataset.obs[rows], dataset.close[rows]
+    policy = TradingPolicy.load(agent_checkpoint)
+    policy.warm_up(dataset.obs[rows.start - 8 : rows.start])
+    positions = np.concatenate(
+        [policy.target_positions(obs[:30], close[:30]), policy.target_positions(obs[30:], close[30:])]
+    )
+    # Booked so far: every bar but the last decision's (its return is not known yet).
+    result = run_backtest(positions[:-1], np.log(close[1:] / close[:-1]), CFG.cost_rate)
+    log_equity = np.log(result.equity)
+    assert policy.portfolio.drawdown.item() == pytest.approx(log_equity.max() - log_equity[-1], abs=1e-5)
+    assert policy.portfolio.position.item() == positions[-2]
+    assert policy.position == positions[-2]
+
+
+def test_training_resumes_exactly(dataset, world_model_checkpoint, tmp_path):
+    straight = train_policy(world_model_checkpoint, dataset, CFG, tmp_path / "straight", checkpoint_every=3)
+    half = dataclasses.replace(CFG, policy_steps=3)
+    train_policy(world_model_checkpoint, dataset, half, tmp_path / "resumed", checkpoint_every=3)
+    with (tmp_path / "resumed" / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 4, "actor/loss": 1.0}\n{"step": 5, "act')  # updates lost in a crash
+    resumed = train_policy(world_model_checkpoint, dataset, CFG, tmp_path / "resumed", checkpoint_every=3)
+    assert resumed.steps == straight.steps == CFG.policy_steps
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for key, value in a["actor_critic"].items():
+        assert torch.equal(value, b["actor_critic"][key]), key
+
+    def lines(path: Path) -> list[dict]:
+        return [
+            {k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+            for line in path.read_text().splitlines()
+        ]
+
+    assert lines(straight.metrics_path) == lines(resumed.metrics_path)
+
+
+def test_resume_refuses_another_config(dataset, world_model_checkpoint, tmp_path):
+    train_policy(world_model_checkpoint, dataset, dataclasses.replace(CFG, policy_steps=1), tmp_path)
+    with pytest.raises(AgentCheckpointError, match="entropy_coef"):
+        train_policy(world_model_checkpoint, dataset, dataclasses.replace(CFG, entropy_coef=0.5), tmp_path)
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(AgentCheckpointError, match="not a readable agent checkpoint"):
+        TradingPolicy.load(tmp_path)
+    with pytest.raises(AgentCheckpointError, match="does not exist"):
+        TradingPolicy.load(tmp_path / "missing.pt")
