@@ -29,6 +29,7 @@ from dreamer.features.dataset import Normaliser
 from dreamer.model.config import DreamerConfig
 from dreamer.model.rssm import RSSMState
 from dreamer.model.world_model import WorldModel
+from dreamer.training.device import single_threaded
 
 
 class TradingPolicy:
@@ -148,16 +149,3 @@ class TradingPolicy:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.generator_seed + self.bars_seen)
             yield
-
-
-@contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch's CPU ops on one thread inside the block (restored after). Bar-by-bar inference works on
-    batches of one, where intra-op threads only add synchronisation; on a busy machine their spin-waits
-    made the test-split backtest ~20× slower (165 s instead of 7 s for the tiny config on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

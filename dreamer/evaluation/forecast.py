@@ -40,6 +40,7 @@ from dreamer.features.sampler import valid_window_starts
 from dreamer.model.distributions import twohot_mean, twohot_quantile
 from dreamer.model.rssm import RSSMState
 from dreamer.model.world_model import WorldModel
+from dreamer.training.device import single_threaded
 
 _IQR_OF_UNIT_NORMAL = 1.3489795
 
@@ -90,8 +91,8 @@ def forecast_metrics(
 
     was_training = world_model.training
     world_model.eval()
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    try:  # a window's steps run one after another on small batches: extra CPU threads only spin-wait
+        with single_threaded(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             for first in range(0, starts.size, batch_windows):
                 rows = torch.from_numpy(starts[first : first + batch_windows]).to(device)[:, None] + offsets  # [W, L]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dreamer.agent.policy import TradingPolicy, single_threaded
+from dreamer.agent.policy import TradingPolicy
 from dreamer.evaluation import baselines
 from dreamer.evaluation.backtest import BacktestResult, EvaluationWindow, evaluation_window, run_backtest
 from dreamer.evaluation.config import EvaluationConfig
@@ -38,6 +38,7 @@ from dreamer.features.dataset import MarketDataset
 from dreamer.model.distributions import twohot_mean, twohot_std
 from dreamer.model.rssm import RSSMState
 from dreamer.model.world_model import WorldModel
+from dreamer.training.device import single_threaded
 
 
 @dataclass(frozen=True)
