@@ -24,3 +24,13 @@ def default_db_path() -> Path:
 def read_sql(name: str) -> str:
     """The text of `sql/<name>` (all SQL of the project lives there)."""
     return (SQL_DIR / name).read_text(encoding="utf-8")
+
+
+RUNS_DIR_ENV = "DREAMER_RUNS_DIR"
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+def default_runs_dir() -> Path:
+    """`$DREAMER_RUNS_DIR` if set, else `./runs`: where pipeline runs write their outputs (and the features
+    cache), as an absolute path, so tasks running in other directories or processes agree on it."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR).resolve()

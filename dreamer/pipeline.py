@@ -1,4 +1,4 @@
-"""The pipeline as plain stage functions: what `dreamer run` calls in a row and the Prefect flow's tasks wrap.
+"""The pipeline as plain stage functions: what the Prefect flow's tasks (`flows/pipeline.py`) wrap.
 
 Stages exchange paths and plain dicts (JSON-ready), never connections or models, so each can run in its
 own process. Every stage writes under its own directory of the run (`docs/ARCHITECTURE.md`):
@@ -8,7 +8,7 @@ own process. Every stage writes under its own directory of the run (`docs/ARCHIT
     run_dir/world_model/ checkpoint.pt, metrics.jsonl
     run_dir/agent/       checkpoint.pt, metrics.jsonl
     run_dir/evaluation/  metrics.json, equity.png, drawdown.png, positions.png, imagined_vs_real.png
-    run_dir/metrics.json the run's report (the JSON `dreamer run --metrics-out` writes)
+    run_dir/metrics.json the run's report (`run_report`, with timings; `dreamer run --metrics-out` writes it)
 
 Which bars a run reads: `[start, end]` of the `DataSpec`; without `start`, the `lookback_days` before the
 end (or before the newest stored bar); without either, every stored bar of the series. The training
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -209,8 +208,10 @@ def stage_evaluate(
         cfg.evaluation,
         dreamer_cfg.cost_rate,
         str(dataset.meta.get("interval", "5")),
-        warm_up_bars=dreamer_cfg.sequence_length,
-        seed=dreamer_cfg.seed,
+        # The agent's own latent warm-up and seed (from its checkpoint), as its MLflow model trades
+        # (`dreamer.orchestration.pyfunc`): a re-evaluated champion gets the positions it trades with.
+        warm_up_bars=policy.cfg.sequence_length,
+        seed=policy.cfg.seed,
     )
     forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
     plots = write_plots(
@@ -227,59 +228,58 @@ def stage_evaluate(
     return {**report, "metrics_path": str(metrics_path), "plots": plots}
 
 
-def run_pipeline(spec: DataSpec, db_path: str | Path, cfg: RunConfig, run_dir: str | Path) -> dict[str, Any]:
-    """ingest → validate → features → world model → policy → evaluation, all under `run_dir`.
+def run_report(
+    spec: DataSpec,
+    cfg: RunConfig,
+    data: dict[str, Any],
+    world_model: dict[str, Any],
+    agent: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> dict[str, Any]:
+    """The run's report (the JSON `dreamer run --metrics-out` writes) from the stages' results: `agent`,
+    `baselines`, `comparison`, `world_model`, `config`, `data`, `evaluation`, `training`. A function of the
+    data, the config and its seed only (no paths, no clocks): on CPU two runs give identical JSON."""
+    from dreamer.evaluation.report import jsonable
 
-    Returns (and writes to `run_dir/metrics.json`) the run's report: `agent`, `baselines`, `comparison`,
-    `world_model`, `config`, `data`, `evaluation`, `timings_s`. Everything but `timings_s` is a function of
-    the data, the config and its seed only (no paths, no clocks): on CPU two runs give identical JSON."""
-    run_dir = Path(run_dir)
-    timings: dict[str, float] = {}
-
-    def timed(name: str, fn: Any, *args: Any) -> Any:
-        began = time.perf_counter()
-        result = fn(*args)
-        timings[name] = round(time.perf_counter() - began, 3)
-        return result
-
-    timed("ingest", stage_ingest, spec, db_path)
-    timed("validate", stage_validate, spec, db_path, cfg, run_dir / "validation")
-    data = timed("features", stage_features, spec, db_path, cfg, run_dir / "dataset")
-    world_model = timed("world_model", stage_train_world_model, data["dataset_dir"], cfg, run_dir / "world_model")
-    agent = timed("policy", stage_train_policy, data["dataset_dir"], world_model["checkpoint"], cfg, run_dir / "agent")
-    evaluation = timed(
-        "evaluate", stage_evaluate, data["dataset_dir"], agent["checkpoint"], cfg, run_dir / "evaluation"
+    return jsonable(
+        {
+            "agent": evaluation["agent"],
+            "baselines": evaluation["baselines"],
+            "comparison": evaluation["comparison"],
+            "world_model": evaluation["world_model"],
+            "config": cfg.to_dict(),
+            "data": {
+                "source": spec.source,
+                "category": spec.category,
+                "symbol": spec.symbol,
+                "interval": spec.interval,
+                "rows": data["rows"],
+                "klines": data["klines"],
+                "first_open_time": data["first_open_time"],
+                "last_open_time": data["last_open_time"],
+                "content_hash": data["content_hash"],
+                "purge_bars": data["purge_bars"],
+                **data["splits"],
+            },
+            "evaluation": evaluation["window"],
+            "training": {
+                "world_model": {"steps": world_model["steps"], "final": _stable(world_model["final_metrics"])},
+                "policy": {"steps": agent["steps"], "final": _stable(agent["final_metrics"])},
+            },
+        }
     )
-    report = {
-        "agent": evaluation["agent"],
-        "baselines": evaluation["baselines"],
-        "comparison": evaluation["comparison"],
-        "world_model": evaluation["world_model"],
-        "config": cfg.to_dict(),
-        "data": {
-            "source": spec.source,
-            "category": spec.category,
-            "symbol": spec.symbol,
-            "interval": spec.interval,
-            "rows": data["rows"],
-            "klines": data["klines"],
-            "first_open_time": data["first_open_time"],
-            "last_open_time": data["last_open_time"],
-            "content_hash": data["content_hash"],
-            "purge_bars": data["purge_bars"],
-            **data["splits"],
-        },
-        "evaluation": evaluation["window"],
-        "training": {
-            "world_model": {"steps": world_model["steps"], "final": _stable(world_model["final_metrics"])},
-            "policy": {"steps": agent["steps"], "final": _stable(agent["final_metrics"])},
-        },
-    }
-    from dreamer.evaluation.report import jsonable, write_json
 
-    report = jsonable(report)
-    write_json(run_dir / RUN_REPORT, {**report, "timings_s": timings})
-    return report
+
+def use_cpu_threads(threads: int) -> None:
+    """Run torch's CPU ops on `threads` intra-op threads from now on in this process (0: leave torch's
+    default, one per core). The models are small: on a shared or busy machine the default's spin-waiting
+    threads make training and evaluation many times slower than one thread does."""
+    if threads < 0:
+        raise ConfigError(f"threads must be >= 0 (0: torch's default), got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 # --- helpers -----------------------------------------------------------------------------------

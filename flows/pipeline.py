@@ -1,14 +1,19 @@
 """The Prefect flow `dreamer`: ingest → validate → features → world model → policy → evaluate → promote.
 
-Deployed as `dreamer/daily` (prefect.yaml); run ad hoc with `python -m flows.pipeline --help`. Every task
-is a thin wrapper: one call to a plain stage function of `dreamer.pipeline` (or `dreamer.orchestration`),
-one call that logs its result into the stage's nested MLflow run. Tasks exchange paths and plain dicts.
+Deployed as `dreamer/daily` (prefect.yaml); run ad hoc, without a deployment, with `dreamer run …` (or its
+alias `python -m flows.pipeline …`) and `dreamer demo`. Every task is a thin wrapper: one call to a plain
+stage function of `dreamer.pipeline` (or `dreamer.orchestration`), one call that logs its result into the
+stage's nested MLflow run. Tasks exchange paths and plain dicts.
 
 - ingest retries with exponential backoff, except on errors that a retry cannot fix (a rejected symbol,
   an unreadable file, a geo-blocked IP);
 - the features task is cached on a hash of the klines it reads, the split settings and the feature code
   (`dreamer.orchestration.cache`), and writes its dataset to a directory named by that key;
 - a validation failure fails the run, with the report as a Prefect artifact and in MLflow;
+- the training and evaluation tasks run torch on `threads` CPU threads (default 1: the models are small
+  and extra threads only spin-wait on a shared machine);
+- a completed run writes its report (`dreamer.pipeline.run_report`, plus stage timings) to
+  `<run_dir>/metrics.json` and returns it as `report`;
 - every run, completed or failed, ends with the Markdown artifact `dreamer-run-summary`.
 
 Environment: DREAMER_BYBIT_URL (Bybit base URL), DREAMER_DB (DuckDB file when `db_path` is not given),
@@ -18,8 +23,10 @@ DREAMER_MLFLOW_UI (base URL for links to runs).
 
 from __future__ import annotations
 
-import argparse
+import inspect
 import os
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -40,26 +47,24 @@ from dreamer.orchestration import stage_logs, tracking
 from dreamer.orchestration.cache import features_cache_key, touch_and_prune
 from dreamer.orchestration.summary import render_summary, validation_markdown
 from dreamer.orchestration.tracking import FlowTracking, stage_run
-from dreamer.paths import default_db_path
+from dreamer.paths import default_db_path, default_runs_dir
 from dreamer.pipeline import (
+    RUN_REPORT,
     DataSpec,
+    run_report,
     stage_evaluate,
     stage_features,
     stage_ingest,
     stage_train_policy,
     stage_train_world_model,
     stage_validate,
+    use_cpu_threads,
 )
 
 BYBIT_URL_ENV = "DREAMER_BYBIT_URL"
-RUNS_DIR_ENV = "DREAMER_RUNS_DIR"
 SUMMARY_ARTIFACT = "dreamer-run-summary"
 PERMANENT_INGEST_ERRORS = (InvalidMarketError, SourceFileError, BybitAccessDenied, BybitRequestRejected, ConfigError)
 """Ingest failures a retry cannot fix; anything else (Bybit unavailable, a locked database) is retried."""
-
-
-def runs_root() -> Path:
-    return Path(os.environ.get(RUNS_DIR_ENV) or "runs").resolve()
 
 
 def _retry_unless_permanent(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -125,7 +130,10 @@ def build_features(spec: DataSpec, db_path: str, cfg: RunConfig, cache_key: str,
 
 
 @task(name="train-world-model")
-def train_world_model(dataset_dir: str, cfg: RunConfig, out_dir: str, parent: FlowTracking) -> dict[str, Any]:
+def train_world_model(
+    dataset_dir: str, cfg: RunConfig, out_dir: str, threads: int, parent: FlowTracking
+) -> dict[str, Any]:
+    use_cpu_threads(threads)
     with stage_run(parent, "world_model") as run:
         result = stage_train_world_model(dataset_dir, cfg, out_dir)
         stage_logs.log_training(run, result)
@@ -135,8 +143,9 @@ def train_world_model(dataset_dir: str, cfg: RunConfig, out_dir: str, parent: Fl
 
 @task(name="train-policy")
 def train_policy(
-    dataset_dir: str, world_model_checkpoint: str, cfg: RunConfig, out_dir: str, parent: FlowTracking
+    dataset_dir: str, world_model_checkpoint: str, cfg: RunConfig, out_dir: str, threads: int, parent: FlowTracking
 ) -> dict[str, Any]:
+    use_cpu_threads(threads)
     with stage_run(parent, "policy") as run:
         result = stage_train_policy(dataset_dir, world_model_checkpoint, cfg, out_dir)
         stage_logs.log_training(run, result)
@@ -146,8 +155,9 @@ def train_policy(
 
 @task(name="evaluate")
 def evaluate(
-    dataset_dir: str, agent_checkpoint: str, cfg: RunConfig, out_dir: str, parent: FlowTracking
+    dataset_dir: str, agent_checkpoint: str, cfg: RunConfig, out_dir: str, threads: int, parent: FlowTracking
 ) -> dict[str, Any]:
+    use_cpu_threads(threads)
     with stage_run(parent, "evaluate") as run:
         result = stage_evaluate(dataset_dir, agent_checkpoint, cfg, out_dir)
         stage_logs.log_evaluation(run, result)
@@ -170,10 +180,12 @@ def register_and_promote(
     agent_checkpoint: str,
     db_path: str,
     work_dir: str,
+    threads: int,
     parent: FlowTracking,
 ) -> dict[str, Any]:
     from dreamer.orchestration.promotion import register_and_promote as promote
 
+    use_cpu_threads(threads)  # the champion is re-evaluated here
     with stage_run(parent, "promote") as run:
         result = promote(parent, cfg, data, evaluation, agent_checkpoint, db_path, work_dir)
         stage_logs.log_promotion(run, result)
@@ -192,7 +204,7 @@ def cached_features(
     lives under `<runs>/cache/features/<key>` (linked as `run_dir/dataset`); the few most recently used are
     kept. A cache record whose dataset was deleted is refreshed instead of returning a dangling path."""
     key = fingerprint(spec, db_path, cfg)
-    cache_root = runs_root() / "cache" / "features"
+    cache_root = default_runs_dir() / "cache" / "features"
     dataset_dir = cache_root / key
     features = build_features.with_options(refresh_cache=not (dataset_dir / DATASET_ARRAYS).exists())
     state = features(spec, db_path, cfg, key, str(dataset_dir), return_state=True)
@@ -200,11 +212,53 @@ def cached_features(
     for pruned in touch_and_prune(cache_root, dataset_dir):
         get_run_logger().info("pruned cached dataset %s", pruned)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "dataset").symlink_to(dataset_dir, target_is_directory=True)
+    link = run_dir / "dataset"
+    if link.is_symlink():  # a rerun in the same run directory
+        link.unlink()
+    link.symlink_to(dataset_dir, target_is_directory=True)
     with stage_run(parent, "features") as run:
         stage_logs.log_features(run, data, cached=cached)
     stage_logs.log_data_identity(parent, data, db_path)
     return data, cached
+
+
+def run_inputs(
+    source: str = "bybit",
+    symbol: str = "BTCUSDT",
+    interval: str | int = "5",
+    category: str = "linear",
+    lookback_days: int | None = 365,
+    config: str = "default",
+    path: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    base_url: str | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+) -> tuple[DataSpec, RunConfig]:
+    """The run's data spec and config from the flow's parameters; `ConfigError` for bad values."""
+    spec = DataSpec(
+        source=source,  # type: ignore[arg-type]  # checked by DataSpec
+        symbol=symbol,
+        interval=str(interval),
+        category=category,
+        path=path,
+        start=start,
+        end=end,
+        lookback_days=lookback_days,
+        base_url=base_url or os.environ.get(BYBIT_URL_ENV) or None,
+    )
+    overrides = {key: value for key, value in (("seed", seed), ("device", device)) if value is not None}
+    return spec, load_config(config, {"dreamer": overrides} if overrides else None)
+
+
+def check_parameters(parameters: Mapping[str, Any]) -> None:
+    """Raise `ConfigError` for flow parameters the run would reject, before anything starts (a caller
+    without a Prefect server would otherwise wait for a temporary one just to see the error)."""
+    inputs = inspect.signature(run_inputs).parameters
+    run_inputs(**{name: value for name, value in parameters.items() if name in inputs})
+    if int(parameters.get("threads", 1)) < 0:
+        raise ConfigError(f"threads must be >= 0 (0: torch's default), got {parameters['threads']}")
 
 
 @flow(name="dreamer", description="Train, evaluate and promote a DreamerV3 trading agent on Bybit klines.")
@@ -219,27 +273,44 @@ def dreamer_flow(
     path: str | None = None,
     start: str | None = None,
     end: str | None = None,
+    base_url: str | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    threads: int = 1,
+    run_dir: str | None = None,
 ) -> dict[str, Any]:
     """One pipeline run. `config`: a bundled config name (tiny, demo, default) or a YAML path; `db_path`:
     the DuckDB file (default $DREAMER_DB or data/dreamer.duckdb); `path`: the kline file for source csv;
-    `start`/`end`: explicit bounds (ISO UTC) instead of the `lookback_days` before the newest stored bar.
-    Returns the run's summary (data, validation, evaluation, promotion, MLflow run)."""
+    `start`/`end`: explicit bounds (ISO UTC) instead of the `lookback_days` before the newest stored bar
+    (`lookback_days` null: every stored bar); `base_url`: Bybit's (default $DREAMER_BYBIT_URL or mainnet);
+    `seed`/`device`: override the config's; `threads`: torch CPU threads of the training and evaluation
+    stages (0: torch's default); `run_dir`: the run's output directory (default a new one under
+    $DREAMER_RUNS_DIR or ./runs; an existing one resumes its training stages).
+    Returns the run's summary (data, validation, evaluation, promotion, report, timings, MLflow run)."""
+    from dreamer.evaluation.report import write_json  # imports torch
+
     logger = get_run_logger()
-    cfg = load_config(config)
-    spec = DataSpec(
+    spec, cfg = run_inputs(
         source=source,
         symbol=symbol,
-        interval=str(interval),
+        interval=interval,
         category=category,
+        lookback_days=lookback_days,
+        config=config,
         path=path,
         start=start,
         end=end,
-        lookback_days=lookback_days,
-        base_url=os.environ.get(BYBIT_URL_ENV) or None,
+        base_url=base_url,
+        seed=seed,
+        device=device,
     )
     db = str(Path(db_path or default_db_path()).resolve())
     run_name = flow_run.name or "local"
-    run_dir = runs_root() / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{spec.symbol.lower()}-{spec.interval}-{run_name}"
+    out = (
+        Path(run_dir).resolve()
+        if run_dir
+        else default_runs_dir() / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{spec.symbol.lower()}-{spec.interval}-{run_name}"
+    )
     parent = tracking.start_flow_run(
         run_name=f"{spec.symbol.lower()}-{spec.interval}-{run_name}",
         tags={
@@ -252,13 +323,13 @@ def dreamer_flow(
             "category": spec.category,
             "source": spec.source,
             "config": cfg.name,
-            "run_dir": str(run_dir),
+            "run_dir": str(out),
         },
         params={**cfg.flat_params(), **{f"data.{k}": v for k, v in spec.to_dict().items()}, "data.db_path": db},
     )
     summary: dict[str, Any] = {
         "market": {"category": spec.category, "symbol": spec.symbol, "interval": spec.interval},
-        "run_dir": str(run_dir),
+        "run_dir": str(out),
         "mlflow": {
             "run_id": parent.run_id,
             "experiment_id": parent.experiment_id,
@@ -266,24 +337,54 @@ def dreamer_flow(
             "url": parent.run_url(),
         },
     }
-    logger.info("MLflow run %s in %s; outputs in %s", parent.run_id, parent.tracking_uri, run_dir)
+    logger.info("MLflow run %s in %s; outputs in %s", parent.run_id, parent.tracking_uri, out)
+    timings: dict[str, float] = {}  # seconds per stage, filled as they finish
+    summary["timings_s"] = timings
+    timed = stopwatch(timings)
     try:
-        summary["ingest"] = ingest(spec, db, parent)
-        summary["validation"] = validate(spec, db, cfg, str(run_dir / "validation"), parent)
+        summary["ingest"] = timed("ingest", ingest, spec, db, parent)
+        summary["validation"] = timed("validate", validate, spec, db, cfg, str(out / "validation"), parent)
 
-        data, summary["features_cached"] = cached_features(spec, db, cfg, run_dir, parent)
+        data, summary["features_cached"] = timed("features", cached_features, spec, db, cfg, out, parent)
         summary["data"] = data
 
-        summary["world_model"] = train_world_model(data["dataset_dir"], cfg, str(run_dir / "world_model"), parent)
-        summary["policy"] = train_policy(
-            data["dataset_dir"], summary["world_model"]["checkpoint"], cfg, str(run_dir / "agent"), parent
+        world_model = summary["world_model"] = timed(
+            "world_model", train_world_model, data["dataset_dir"], cfg, str(out / "world_model"), threads, parent
         )
-        evaluation = summary["evaluation"] = evaluate(
-            data["dataset_dir"], summary["policy"]["checkpoint"], cfg, str(run_dir / "evaluation"), parent
+        agent = summary["policy"] = timed(
+            "policy",
+            train_policy,
+            data["dataset_dir"],
+            world_model["checkpoint"],
+            cfg,
+            str(out / "agent"),
+            threads,
+            parent,
         )
-        summary["promotion"] = register_and_promote(
-            cfg, data, evaluation, summary["policy"]["checkpoint"], db, str(run_dir / "promotion"), parent
+        evaluation = summary["evaluation"] = timed(
+            "evaluate",
+            evaluate,
+            data["dataset_dir"],
+            agent["checkpoint"],
+            cfg,
+            str(out / "evaluation"),
+            threads,
+            parent,
         )
+        report = summary["report"] = run_report(spec, cfg, data, world_model, agent, evaluation)
+        summary["promotion"] = timed(
+            "promote",
+            register_and_promote,
+            cfg,
+            data,
+            evaluation,
+            agent["checkpoint"],
+            db,
+            str(out / "promotion"),
+            threads,
+            parent,
+        )
+        summary["metrics_path"] = str(write_json(out / RUN_REPORT, {**report, "timings_s": timings}))
         summary["status"] = "Completed"
     except BaseException as exc:
         summary["status"] = "Failed"
@@ -297,34 +398,25 @@ def dreamer_flow(
     return summary
 
 
+def stopwatch(timings: dict[str, float]) -> Callable[..., Any]:
+    """`timed(name, fn, *args)`: `fn(*args)`, its wall time in seconds recorded as `timings[name]`."""
+
+    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        began = time.perf_counter()
+        result = fn(*args)
+        timings[name] = round(time.perf_counter() - began, 3)
+        return result
+
+    return timed
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m flows.pipeline`: run the flow once, here, without a deployment."""
-    parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", choices=("bybit", "csv", "sample"), default="bybit")
-    parser.add_argument("--symbol", default="BTCUSDT")
-    parser.add_argument("--interval", default="5")
-    parser.add_argument("--category", default="linear")
-    parser.add_argument("--lookback-days", type=int, default=365)
-    parser.add_argument("--config", default="default", help="bundled config name (tiny, demo, default) or YAML path")
-    parser.add_argument("--db", default=None, help=f"DuckDB file (default: $DREAMER_DB or {default_db_path()})")
-    parser.add_argument("--path", help="kline file for --source csv")
-    parser.add_argument("--start", help="first candle start used (UTC), instead of --lookback-days")
-    parser.add_argument("--end", help="last candle start used (inclusive)")
-    args = parser.parse_args(argv)
-    state = dreamer_flow(
-        source=args.source,
-        symbol=args.symbol,
-        interval=args.interval,
-        category=args.category,
-        lookback_days=args.lookback_days,
-        config=args.config,
-        db_path=args.db,
-        path=args.path,
-        start=args.start,
-        end=args.end,
-        return_state=True,
-    )
-    return 0 if state.is_completed() else 1
+    """`python -m flows.pipeline ARGS`: the same as `dreamer run ARGS` (one run of the flow, here)."""
+    import sys
+
+    from dreamer.cli import main as cli
+
+    return cli(["run", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

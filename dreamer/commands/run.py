@@ -1,14 +1,13 @@
-"""`dreamer run`: the whole pipeline locally, ingest → validate → features → world model → policy → evaluation."""
+"""`dreamer run`: the pipeline locally, ingest → validate → features → world model → policy → evaluation → promotion."""
 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+import os
 from pathlib import Path
 from typing import Any
 
 from dreamer.commands.common import add_config_arg, add_db_arg, add_market_args
-from dreamer.paths import default_db_path
 
 EXAMPLES = """examples:
   dreamer run --source sample --config demo --seed 0 --metrics-out demo.json
@@ -16,17 +15,23 @@ EXAMPLES = """examples:
       --config demo --metrics-out eth.json
   dreamer run --source bybit --symbol BTCUSDT --interval 5 --lookback-days 365 --config default
 
-Everything of the run goes under --run-dir (default runs/<UTC time>-<symbol>-<interval>); the report
-(agent and baseline backtests, world-model forecasts, config, data ranges) is written to
-<run-dir>/metrics.json and, with --metrics-out, to that file too (without timings, so two runs with the
-same data, config and seed on the CPU give identical files).
+This is one run of the Prefect flow `dreamer` (what the `dreamer/daily` deployment runs), here, without a
+deployment: every stage is tracked in MLflow ($MLFLOW_TRACKING_URI, default ./mlflow) and the agent is
+registered and promoted. Without $PREFECT_API_URL (a server such as `make up`'s), Prefect starts a
+temporary local server for the run. `python -m flows.pipeline` takes the same arguments.
+
+Everything of the run goes under --run-dir (default $DREAMER_RUNS_DIR or runs/, then
+<UTC time>-<symbol>-<interval>-<flow run name>); the report (agent and baseline backtests, world-model
+forecasts, config, data ranges) is written to <run-dir>/metrics.json and, with --metrics-out, to that
+file too (without timings, so two runs with the same data, config, seed and threads on the CPU give
+identical files).
 """
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "run",
-        help="run the whole pipeline locally and write the metrics JSON",
+        help="run the pipeline (the Prefect flow) locally and write the metrics JSON",
         description=__doc__,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -37,63 +42,69 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(symbol="BTCUSDT")
     parser.add_argument("--start", help="first candle start of the data used (UTC date/datetime)")
     parser.add_argument("--end", help="last candle start of the data used (inclusive)")
-    parser.add_argument("--lookback-days", type=int, help="without --start: days of data before the end")
+    parser.add_argument(
+        "--lookback-days", type=int, help="without --start: days of data before the end (default: all stored)"
+    )
     parser.add_argument("--base-url", help="Bybit API base URL (default: $DREAMER_BYBIT_URL or mainnet)")
     add_db_arg(parser)
     add_config_arg(parser)
     parser.add_argument("--seed", type=int, help="overrides dreamer.seed of the config")
     parser.add_argument("--device", help="overrides dreamer.device: auto, cpu, cuda, cuda:N")
-    parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: torch's; 1 is fastest on a busy machine)"
-    )
+    add_threads_arg(parser)
     parser.add_argument("--run-dir", help="directory of this run's outputs (rerun with the same one to resume)")
     parser.add_argument("--metrics-out", help="also write the report JSON here")
     parser.set_defaults(handler=run)
 
 
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads of training and evaluation (default 1, fastest for these small models on a "
+        "shared machine; 0: torch's default, one per core)",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from dreamer.config import load_config
-    from dreamer.errors import ConfigError
-    from dreamer.evaluation.report import write_json
-    from dreamer.pipeline import DataSpec, run_pipeline
-
-    if args.threads is not None:
-        import torch
-
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    overrides: dict[str, Any] = {}
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.device is not None:
-        overrides["device"] = args.device
-    cfg = load_config(args.config, {"dreamer": overrides} if overrides else None)
-    spec = DataSpec(
+    summary = run_flow(
         source=args.source,
         symbol=args.symbol,
         interval=args.interval,
         category=args.category,
+        lookback_days=args.lookback_days,
+        config=args.config,
+        db_path=args.db,
         path=args.path,
         start=args.start,
         end=args.end,
-        lookback_days=args.lookback_days,
         base_url=args.base_url,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        run_dir=args.run_dir,
     )
-    run_dir = Path(args.run_dir or default_run_dir(spec.symbol, spec.interval))
-    report = run_pipeline(spec, Path(args.db or default_db_path()), cfg, run_dir)
+    report = summary["report"]
     if args.metrics_out:
+        from dreamer.evaluation.report import write_json
+
         write_json(Path(args.metrics_out), report)
     for line in summary_lines(report):
         print(line)
-    print(f"run directory: {run_dir}")
+    print(f"run directory: {summary['run_dir']}")
     if args.metrics_out:
         print(f"metrics: {args.metrics_out}")
     return 0
 
 
-def default_run_dir(symbol: str, interval: str) -> Path:
-    return Path("runs") / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{symbol.lower()}-{interval}"
+def run_flow(**parameters: Any) -> dict[str, Any]:
+    """Check the parameters, then run the Prefect flow `dreamer` with them in this process and return its
+    summary; a failed run raises its error. Shared by `dreamer run`, `dreamer demo` and `python -m flows.pipeline`."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # a temporary server must not phone home
+    from flows.pipeline import check_parameters, dreamer_flow
+
+    check_parameters(parameters)
+    return dreamer_flow(**parameters)
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:

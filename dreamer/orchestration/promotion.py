@@ -77,7 +77,6 @@ def register_and_promote(
         tracking.tracking_uri,
         data["interval"],
         metadata=model_metadata(data),
-        warm_up_bars=cfg.dreamer.sequence_length,  # as stage_evaluate warms the policy up
     )
     latest = latest_position(info.model_uri, db_path, data["category"], data["symbol"], data["interval"])
     version = registry.register_version(

@@ -4,8 +4,9 @@ Input: a DataFrame of consecutive klines of the model's market, `open_time` (can
 `open, high, low, close, volume`, any order. The model computes the features with the very same
 DuckDB SQL as training (`dreamer.features.build.compute_features`), drops each segment's feature warm-up,
 normalises with the training split's statistics stored in the checkpoint, filters the world model's
-latent over the first `warm_up_bars` usable bars without trading (as the held-out evaluation does), then
-runs the deterministic policy from a flat account over the rest.
+latent over the first `sequence_length` usable bars (of the agent's own config, stored in its checkpoint:
+the warm-up `dreamer.pipeline.stage_evaluate` gives it too) without trading, then runs the deterministic
+policy from a flat account over the rest, so the model reproduces the evaluation's positions.
 
 Output: one row per input bar, oldest first: `open_time` and `target_position` in [-1, 1], the position
 to hold over the next bar, decided at the bar's close (NaN for warm-up bars). The last row is what a
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 AGENT_ARTIFACT = "agent"
 INPUT_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 OUTPUT_COLUMN = "target_position"
-DEFAULT_WARM_UP_BARS = 64  # bars of latent warm-up before trading (models are logged with their own)
 DEFAULT_CONTEXT_BARS = 1_000  # bars traded from a flat account before the latest one, in `latest_position`
 REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "duckdb", "pyarrow", "pyyaml", "cloudpickle")
 """Distributions the model imports at load and predict time (pinned to the versions installed here)."""
@@ -58,16 +58,19 @@ class AgentModel(PythonModel):
 
         config = dict(context.model_config or {})
         self.interval = str(config["interval"])
-        self.warm_up_bars = int(config.get("warm_up_bars", DEFAULT_WARM_UP_BARS))
         self.policy = TradingPolicy.load(context.artifacts[AGENT_ARTIFACT], "cpu")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return target_positions(self.policy, model_input, self.interval, self.warm_up_bars)
+        return target_positions(self.policy, model_input, self.interval)
 
 
-def target_positions(
-    policy: TradingPolicy, klines: pd.DataFrame, interval: str, warm_up_bars: int = DEFAULT_WARM_UP_BARS
-) -> pd.DataFrame:
+def warm_up_bars(policy: TradingPolicy) -> int:
+    """Bars of latent warm-up before trading: the agent's own `sequence_length`, from its checkpoint, as in
+    `dreamer.pipeline.stage_evaluate` (and `policy.reset()` draws latents from the agent's seed, as there)."""
+    return int(policy.cfg.sequence_length)
+
+
+def target_positions(policy: TradingPolicy, klines: pd.DataFrame, interval: str) -> pd.DataFrame:
     """`open_time, target_position` for every bar of `klines` (see the module docstring)."""
     from dreamer.features.build import compute_features
 
@@ -78,7 +81,7 @@ def target_positions(
         raise ValueError("the agent checkpoint has no normaliser; it cannot read raw features")
     obs = policy.normaliser.apply(features.loc[usable, names].to_numpy(dtype=np.float64))  # [U, F]
     close = features.loc[usable, "close"].to_numpy(dtype=np.float64)  # [U]
-    warm = min(warm_up_bars, max(len(obs) - 1, 0))
+    warm = min(warm_up_bars(policy), max(len(obs) - 1, 0))
     positions = np.full(len(features), np.nan)
     if len(obs):
         policy.reset()
@@ -111,12 +114,10 @@ def log_agent_model(
     tracking_uri: str,
     interval: str,
     metadata: Mapping[str, Any] | None = None,
-    warm_up_bars: int = DEFAULT_WARM_UP_BARS,
     name: str = AGENT_ARTIFACT,
 ) -> ModelInfo:
     """Log the agent at `agent_checkpoint` as a pyfunc model in run `run_id`, given by id (callers in any
-    thread or process log into a run they hold only the id of). `warm_up_bars`: the latent warm-up the
-    held-out evaluation used (`dreamer.sequence_length`), so the model trades as it was scored."""
+    thread or process log into a run they hold only the id of)."""
     from mlflow.models import Model
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -144,7 +145,7 @@ def log_agent_model(
             code_paths=[str(package), str(SQL_DIR)],
             signature=signature(),
             pip_requirements=pip_requirements(),
-            model_config={"interval": str(interval), "warm_up_bars": int(warm_up_bars)},
+            model_config={"interval": str(interval)},
             metadata=dict(metadata or {}),
         )
 
@@ -192,7 +193,7 @@ def latest_position(
     from dreamer.features.build import LONGEST_WINDOW
 
     model = mlflow.pyfunc.load_model(model_uri)
-    warm_up = int((model.model_config or {}).get("warm_up_bars", DEFAULT_WARM_UP_BARS))
+    warm_up = warm_up_bars(model.unwrap_python_model().policy)
     klines = recent_klines(db_path, category, symbol, interval, LONGEST_WINDOW + warm_up + context_bars, now_ms)
     if klines.empty:
         raise DreamerError(f"no closed {category}/{symbol}/{interval} klines in {db_path}; ingest them first")

@@ -1,4 +1,5 @@
-"""Data tier: `dreamer ingest` and `dreamer demo` end to end against the fake Bybit and real files."""
+"""Data tier: `dreamer ingest` end to end against the fake Bybit and real files (`dreamer demo`, which now
+runs the whole flow, is tested in tests/e2e/test_run_cli.py)."""
 
 from __future__ import annotations
 
@@ -70,10 +71,3 @@ def test_ingest_csv_and_sample(db_path: Path, capsys: pytest.CaptureFixture[str]
     assert "58092 inserted" in capsys.readouterr().out
     assert main(["ingest", "--source", "sample", "--db", str(db_path)]) == 0
     assert "58092 unchanged" in capsys.readouterr().out
-
-
-def test_demo_ingests_the_sample_and_summarises(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--db", str(db_path)]) == 0
-    out = capsys.readouterr().out
-    assert "58092 inserted" in out
-    assert "linear BTCUSDT 5: 58,092 candles 2026-01-01T00:00Z .. 2026-07-21T16:55Z, 0 gaps" in out

@@ -9,7 +9,6 @@ on the same window (reproducing run 1's numbers exactly) and, being the same mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,32 +25,11 @@ STAGES = {"ingest", "validate", "features", "world_model", "policy", "evaluate",
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A Prefect test server, and MLflow store, runs dir, DuckDB file and result storage in a temp dir."""
-    import prefect.settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    root = tmp_path_factory.mktemp("flow")
-    env = {
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
-        "DREAMER_RUNS_DIR": str(root / "runs"),
-        "DREAMER_MLFLOW_UI": "http://127.0.0.1:5000",
-    }
-    config = root / "tiny.yaml"
+def harness(flow_env: dict[str, Any]) -> dict[str, Any]:
+    """`flow_env` (a Prefect test server, MLflow store and runs dir in a temp dir) and a tiny config."""
+    config = flow_env["root"] / "tiny.yaml"
     config.write_text((BUNDLED_CONFIGS_DIR / "tiny.yaml").read_text() + LOOSE_GUARD_RAILS)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        with (
-            prefect.settings.temporary_settings(
-                {
-                    prefect.settings.PREFECT_LOCAL_STORAGE_PATH: root / "prefect-storage",
-                    prefect.settings.PREFECT_SERVER_ANALYTICS_ENABLED: False,
-                }
-            ),
-            prefect_test_harness(server_startup_timeout=90),
-        ):
-            yield {"root": root, "config": str(config), "db": str(root / "dreamer.duckdb"), **env}
+    return {**flow_env, "config": str(config)}
 
 
 def run_flow(harness: dict[str, Any], **overrides: Any) -> Any:

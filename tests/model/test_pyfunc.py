@@ -107,7 +107,6 @@ def test_loaded_model_trades_like_the_backtest_policy(
 
     from dreamer.agent.policy import TradingPolicy
     from dreamer.features.dataset import MarketDataset
-    from dreamer.orchestration.pyfunc import DEFAULT_WARM_UP_BARS
 
     uri, model_uri = logged
     mlflow.set_tracking_uri(uri)
@@ -121,14 +120,15 @@ def test_loaded_model_trades_like_the_backtest_policy(
     checkpoint, dataset = agent
     assert isinstance(dataset, MarketDataset)
     traded = out["target_position"].notna().to_numpy()
-    warm_up_rows = len(klines) - len(dataset) + DEFAULT_WARM_UP_BARS  # feature warm-up + latent warm-up
+    warm_up = load_config("tiny").dreamer.sequence_length  # the agent's own latent warm-up, as in evaluation
+    warm_up_rows = len(klines) - len(dataset) + warm_up  # feature warm-up + latent warm-up
     assert int(traded.sum()) == len(klines) - warm_up_rows
     positions = out["target_position"].to_numpy()[traded]
     assert set(np.unique(positions)) <= set(load_config("tiny").dreamer.position_levels)
 
     policy = TradingPolicy.load(checkpoint, "cpu")
-    policy.warm_up(dataset.obs[:DEFAULT_WARM_UP_BARS])
-    expected = policy.target_positions(dataset.obs[DEFAULT_WARM_UP_BARS:], dataset.close[DEFAULT_WARM_UP_BARS:])
+    policy.warm_up(dataset.obs[:warm_up])
+    expected = policy.target_positions(dataset.obs[warm_up:], dataset.close[warm_up:])
     np.testing.assert_array_equal(positions, expected)
 
 
@@ -236,7 +236,6 @@ def test_predict_prints_the_champion_position_for_the_latest_bar(
     from dreamer.cli import main
     from dreamer.features.build import LONGEST_WINDOW
     from dreamer.orchestration import registry
-    from dreamer.orchestration.pyfunc import DEFAULT_WARM_UP_BARS
 
     uri, model_uri = logged
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -255,7 +254,7 @@ def test_predict_prints_the_champion_position_for_the_latest_bar(
     assert result["model"] == "dreamer-btcusdt-5" and result["version"] == str(version.version)
     last_bar = klines["open_time"].iloc[-1].tz_localize("UTC")
     assert pd.Timestamp(result["bar_open_time"]) == last_bar
-    assert result["bars_read"] == LONGEST_WINDOW + DEFAULT_WARM_UP_BARS + context
+    assert result["bars_read"] == LONGEST_WINDOW + load_config("tiny").dreamer.sequence_length + context
 
     mlflow.set_tracking_uri(uri)
     window = klines.iloc[-result["bars_read"] :]
