@@ -76,19 +76,18 @@ def plot_positions(open_time_ms: np.ndarray, close: np.ndarray, positions: np.nd
 
 
 def plot_imagined_vs_real(rollouts: list[dict[str, Any]], path: Path) -> Path:
-    """For each start state: the cumulative log return the world model imagines (mean and a ±1 std band of
-    the per-step return distribution, accumulated) against what the market then did."""
+    """For each start state: the cumulative log return of the world model's sampled imagined paths (median
+    and 10th-90th percentile band) against what the market then did."""
     plt = _pyplot()
     cols = min(len(rollouts), 3)
     rows = -(-len(rollouts) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, rollout in zip(axes.flat, rollouts, strict=False):
         steps = np.arange(1, len(rollout["real"]) + 1)
-        imagined = np.cumsum(rollout["imagined_mean"]) * 1e4
-        band = np.sqrt(np.cumsum(np.square(rollout["imagined_std"]))) * 1e4
+        low, median, high = np.quantile(rollout["imagined_paths"] * 1e4, [0.1, 0.5, 0.9], axis=0)  # [H] each
         ax.plot(steps, np.cumsum(rollout["real"]) * 1e4, color="black", label="real")
-        ax.plot(steps, imagined, color="tab:blue", label="imagined (mean)")
-        ax.fill_between(steps, imagined - band, imagined + band, color="tab:blue", alpha=0.2, label="±1 std")
+        ax.plot(steps, median, color="tab:blue", label="imagined (median)")
+        ax.fill_between(steps, low, high, color="tab:blue", alpha=0.2, label="imagined 10-90 %")
         ax.set_title(rollout["start"], fontsize=8)
         ax.set_xlabel("bars ahead")
         ax.set_ylabel("cumulative log return (bps)")
