@@ -10,14 +10,13 @@ generator states, so a resumed run continues exactly as an uninterrupted one).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from dreamer.errors import DreamerError
+from dreamer.training.checkpoint import read_checkpoint_file, write_checkpoint_file
 
 AGENT_CHECKPOINT = "checkpoint.pt"
 FORMAT = "dreamer-agent/1"
@@ -28,18 +27,8 @@ class AgentCheckpointError(DreamerError):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write `payload` to `path` atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, **payload}, handle)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return path
+    """Write an agent checkpoint atomically."""
+    return write_checkpoint_file(path, FORMAT, payload)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
@@ -47,12 +36,4 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     path = Path(path)
     if path.is_dir():
         path = path / AGENT_CHECKPOINT
-    if not path.exists():
-        raise AgentCheckpointError(f"agent checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: say which, don't dump a pickle traceback
-        raise AgentCheckpointError(f"{path} is not a readable agent checkpoint: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise AgentCheckpointError(f"{path} is not a {FORMAT} checkpoint")
-    return payload
+    return read_checkpoint_file(path, FORMAT, "agent", AgentCheckpointError, device)

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dreamer.commands.common import add_config_arg, add_db_arg, add_market_args
-from dreamer.paths import default_db_path
+from dreamer.commands.common import add_command, add_config_arg, add_stored_series_args, db_path_of, market_of
 
 EXAMPLES = """examples:
   dreamer features --symbol BTCUSDT --interval 5 --out features.parquet
@@ -16,19 +15,16 @@ EXAMPLES = """examples:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "features",
-        help="build the causal feature table (sql/features.sql) and export it to Parquet",
+        summary="build the causal feature table (sql/features.sql) and export it to Parquet",
         description="Compute per-bar symlog features and the next-bar log return of one stored series with "
         "DuckDB window functions. With --dataset-dir, also split it chronologically (config `split`), fit "
         "the normaliser on train and save the MarketDataset.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
-    add_market_args(parser)
-    parser.add_argument("--start", help="first candle start (UTC date/datetime or epoch ms; inclusive)")
-    parser.add_argument("--end", help="last candle start (inclusive)")
-    add_db_arg(parser)
+    add_stored_series_args(parser)
     parser.add_argument("--out", required=True, help="Parquet file to write (replaced atomically)")
     parser.add_argument("--dataset-dir", help="also save the split, normalised MarketDataset here")
     add_config_arg(parser)
@@ -38,12 +34,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from dreamer.config import load_config
     from dreamer.data import store
-    from dreamer.data.markets import parse_category, parse_interval, parse_symbol
     from dreamer.features.build import FEATURE_COLUMNS, build_features, write_parquet
 
-    category, symbol = parse_category(args.category), parse_symbol(args.symbol)
-    interval = parse_interval(args.interval).code
-    con = store.connect(args.db or default_db_path(), read_only=True)
+    category, symbol, interval = market_of(args)
+    con = store.connect(db_path_of(args), read_only=True)
     try:
         features = build_features(con, category, symbol, interval, start=args.start, end=args.end)
     finally:

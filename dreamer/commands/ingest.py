@@ -7,8 +7,7 @@ import json
 import sys
 from typing import Any
 
-from dreamer.commands.common import add_db_arg, add_market_args
-from dreamer.paths import default_db_path
+from dreamer.commands.common import add_command, add_db_arg, add_market_args, add_span_args, db_path_of
 
 EXAMPLES = """examples:
   dreamer ingest --symbol BTCUSDT --interval 5 --category linear --start 2025-01-01
@@ -19,22 +18,21 @@ EXAMPLES = """examples:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "ingest",
-        help="load klines into DuckDB (Bybit, CSV/Parquet, or the bundled sample)",
+        summary="load klines into DuckDB (Bybit, CSV/Parquet, or the bundled sample)",
         description="Load closed klines into the DuckDB table `klines`; every run is logged in "
         "`ingestion_runs`. Bybit runs commit page by page and resume where a previous run stopped.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
     parser.add_argument("--source", choices=("bybit", "csv", "sample"), default="bybit")
     add_market_args(parser, symbol_required=False)
-    parser.add_argument(
-        "--start",
-        help="first candle start (UTC date/datetime or epoch ms; inclusive). "
-        "Omit to resume after the newest stored candle",
+    add_span_args(
+        parser,
+        start_note="Omit to resume after the newest stored candle",
+        end_note="Omit for up to the last closed candle",
     )
-    parser.add_argument("--end", help="last candle start (inclusive). Omit for up to the last closed candle")
     parser.add_argument("--path", help="--source csv: the file (.csv, .csv.gz or .parquet)")
     parser.add_argument("--base-url", help="Bybit REST base URL (default: $DREAMER_BYBIT_URL or https://api.bybit.com)")
     parser.add_argument("--testnet", action="store_true", help="use https://api-testnet.bybit.com")
@@ -51,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from dreamer.data.ingest import IngestReport, ingest_bybit, ingest_csv, ingest_sample
     from dreamer.errors import DreamerError
 
-    db_path = args.db or default_db_path()
+    db_path = db_path_of(args)
     report: IngestReport
     try:
         if args.source == "sample":

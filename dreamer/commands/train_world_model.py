@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dreamer.commands.common import add_config_arg
+from dreamer.commands.common import add_command, add_config_arg
 
 EXAMPLES = """examples:
   dreamer train-world-model --dataset runs/demo/dataset --config demo --out runs/demo/world_model
@@ -17,14 +17,14 @@ uninterrupted run would.
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "train-world-model",
-        help="train the world model (RSSM, symlog/twohot heads) on a saved dataset's train split",
+        summary="train the world model (RSSM, symlog/twohot heads) on a saved dataset's train split",
         description="Train the DreamerV3 world model on the train split of a saved MarketDataset (from "
         "`dreamer features --dataset-dir`). Writes OUT/checkpoint.pt (atomically, every --checkpoint-every "
         "updates) and OUT/metrics.jsonl (one line per update); resumes from OUT/checkpoint.pt if present.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
     parser.add_argument("--dataset", required=True, help="directory of a saved MarketDataset")
     add_config_arg(parser)

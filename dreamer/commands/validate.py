@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dreamer.commands.common import add_config_arg, add_db_arg, add_market_args
-from dreamer.paths import default_db_path
+from dreamer.commands.common import add_command, add_config_arg, add_stored_series_args, db_path_of, market_of
 
 EXAMPLES = """examples:
   dreamer validate --symbol BTCUSDT --interval 5
@@ -18,18 +17,15 @@ exit status: 0 when every failure-level expectation holds (warnings are printed)
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "validate",
-        help="check stored klines with the Great Expectations gate (exit 0 pass, 1 fail)",
+        summary="check stored klines with the Great Expectations gate (exit 0 pass, 1 fail)",
         description="Validate one stored kline series: nulls, OHLC consistency, volumes, unique aligned "
         "increasing timestamps, gap share, absurd jumps, row count. Writes report.html and summary.json.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
-    add_market_args(parser)
-    parser.add_argument("--start", help="first candle start (UTC date/datetime or epoch ms; inclusive)")
-    parser.add_argument("--end", help="last candle start (inclusive)")
-    add_db_arg(parser)
+    add_stored_series_args(parser)
     add_config_arg(parser)
     parser.add_argument(
         "--report-dir",
@@ -41,14 +37,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from dreamer.config import load_config
     from dreamer.data import store
-    from dreamer.data.markets import parse_category, parse_interval, parse_symbol
     from dreamer.features.validate import validate_series
 
-    category, symbol = parse_category(args.category), parse_symbol(args.symbol)
-    interval = parse_interval(args.interval).code
+    category, symbol, interval = market_of(args)
     cfg = load_config(args.config).validation
     report_dir = Path(args.report_dir or Path("runs") / "validation" / f"{category}-{symbol}-{interval}")
-    con = store.connect(args.db or default_db_path(), read_only=True)
+    con = store.connect(db_path_of(args), read_only=True)
     try:
         report = validate_series(
             con,

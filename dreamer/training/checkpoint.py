@@ -37,13 +37,24 @@ def checkpoint_path(path: str | Path) -> Path:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write `payload` to `path` atomically: a temporary file in the same directory, fsync, rename."""
+    """Write a world-model checkpoint atomically."""
+    return write_checkpoint_file(path, FORMAT, payload)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict (tensors on the CPU)."""
+    return read_checkpoint_file(checkpoint_path(path), FORMAT, "world-model", CheckpointError)
+
+
+def write_checkpoint_file(path: str | Path, format_tag: str, payload: dict[str, Any]) -> Path:
+    """Write `{"format": format_tag, **payload}` to `path` atomically: a temporary file in the same
+    directory, fsync, rename. A crash leaves the previous checkpoint (or none), never a torn one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": FORMAT, **payload}, handle)
+            torch.save({"format": format_tag, **payload}, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
@@ -53,18 +64,39 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The raw checkpoint dict (tensors on the CPU)."""
-    path = checkpoint_path(path)
+def read_checkpoint_file(
+    path: Path, format_tag: str, kind: str, error: type[DreamerError], device: torch.device | str = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint written by `write_checkpoint_file` onto `device` (`weights_only`: no pickled code).
+    A missing, truncated or foreign file raises `error` naming the file and the problem, not a pickle
+    traceback; `kind` ("agent", "world-model") says which checkpoint was expected."""
     if not path.exists():
-        raise CheckpointError(f"world-model checkpoint {path} does not exist")
+        raise error(f"{kind} checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign file: say which, not a pickle traceback
-        raise CheckpointError(f"{path} is not a readable world-model checkpoint: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise error(f"{path} is not a readable {kind} checkpoint: {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != format_tag:
+        raise error(f"{path} is not a {format_tag} checkpoint")
     return payload
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """The random states a resumed run restores to continue exactly: torch's CPU and CUDA generators and
+    `generator` (a sampler's)."""
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "sampler": generator.get_state(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    """Undo `rng_state` (states loaded onto any device; CUDA states are skipped on a machine without CUDA)."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([cuda_state.cpu() for cuda_state in state["cuda"]])
+    generator.set_state(state["sampler"].cpu())
 
 
 def config_from_checkpoint(payload: dict[str, Any]) -> DreamerConfig:

@@ -27,8 +27,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from typing import Any
 import torch
 
 from dreamer.errors import DreamerError
-from dreamer.features.dataset import MarketDataset
+from dreamer.features.dataset import MarketDataset, atomic_write_text
 from dreamer.features.sampler import SamplerError, SequenceSampler
 from dreamer.model.config import DreamerConfig
 from dreamer.model.world_model import WorldModel
@@ -47,6 +45,8 @@ from dreamer.training.checkpoint import (
     CheckpointError,
     config_from_checkpoint,
     read_checkpoint,
+    restore_rng_state,
+    rng_state,
     save_checkpoint,
 )
 from dreamer.training.device import autocast, resolve_device
@@ -133,9 +133,10 @@ def train_world_model(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
     sampler = SequenceSampler(data, "train", cfg.sequence_length, cfg.batch_size, seed=cfg.seed, device=device)
 
+    identity = _checkpoint_identity(data, cfg)
     step = 0
     if resume and checkpoint.exists():
-        step = _restore(checkpoint, model, optimizer, sampler, data, cfg)
+        step = _restore(checkpoint, identity, model, optimizer, sampler)
         log.info("resuming world-model training from step %d of %d", step, cfg.world_model_steps)
     _truncate_metrics(metrics_path, step)
     resumed_from = step
@@ -157,10 +158,10 @@ def train_world_model(
                 on_metrics(step, metrics)
             if step % checkpoint_every == 0 or step == cfg.world_model_steps:
                 metrics_file.flush()
-                _save(checkpoint, model, optimizer, sampler, data, cfg, step, metrics)
+                _save(checkpoint, identity, model, optimizer, sampler, step, metrics)
 
     final_metrics = {**(metrics or _saved_metrics(checkpoint)), **validation_loss(model, data, cfg)}
-    _save(checkpoint, model, optimizer, sampler, data, cfg, step, final_metrics)
+    _save(checkpoint, identity, model, optimizer, sampler, step, final_metrics)
     seconds = time.perf_counter() - started
     return WorldModelTrainingResult(
         checkpoint, metrics_path, step, resumed_from, final_metrics, history, seconds, str(device)
@@ -239,13 +240,23 @@ def validation_loss(model: WorldModel, dataset: MarketDataset, cfg: DreamerConfi
     return {f"val/{name}": total / count for name, total in sums.items()}
 
 
+def _checkpoint_identity(dataset: MarketDataset, cfg: DreamerConfig) -> dict[str, Any]:
+    """What a checkpoint was trained with and on: a run resumes from it only if these still match."""
+    return {
+        "config": dataclasses.asdict(cfg),
+        "obs_dim": dataset.num_features,
+        "feature_names": list(dataset.feature_names),
+        "normaliser": dataset.normaliser.to_dict(),
+        "meta": {key: value for key, value in dataset.meta.items() if isinstance(value, str | int | float)},
+    }
+
+
 def _save(
     path: Path,
+    identity: dict[str, Any],
     model: WorldModel,
     optimizer: torch.optim.Optimizer,
     sampler: SequenceSampler,
-    dataset: MarketDataset,
-    cfg: DreamerConfig,
     step: int,
     metrics: dict[str, float],
 ) -> None:
@@ -253,50 +264,31 @@ def _save(
         path,
         {
             "step": step,
-            "config": dataclasses.asdict(cfg),
-            "obs_dim": dataset.num_features,
-            "feature_names": list(dataset.feature_names),
-            "normaliser": dataset.normaliser.to_dict(),
-            "meta": {key: value for key, value in dataset.meta.items() if isinstance(value, str | int | float)},
+            **identity,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "sampler": sampler.generator.get_state(),
-            },
+            "rng": rng_state(sampler.generator),
             "metrics": dict(metrics),
         },
     )
 
 
 def _restore(
-    path: Path,
-    model: WorldModel,
-    optimizer: torch.optim.Optimizer,
-    sampler: SequenceSampler,
-    dataset: MarketDataset,
-    cfg: DreamerConfig,
+    path: Path, identity: dict[str, Any], model: WorldModel, optimizer: torch.optim.Optimizer, sampler: SequenceSampler
 ) -> int:
     saved = read_checkpoint(path)
     saved_cfg = dataclasses.asdict(config_from_checkpoint(saved))
-    current = dataclasses.asdict(cfg)
-    changed = [name for name in TRAINING_FIELDS if saved_cfg[name] != current[name]]
+    changed = [name for name in TRAINING_FIELDS if saved_cfg[name] != identity["config"][name]]
     if changed:
         raise CheckpointError(
             f"{path} was trained with different settings ({', '.join(changed)}); "
             "use another output directory, or resume=False (--no-resume) to start over"
         )
-    if list(saved["feature_names"]) != list(dataset.feature_names) or saved["normaliser"] != (
-        dataset.normaliser.to_dict()
-    ):
+    if list(saved["feature_names"]) != identity["feature_names"] or saved["normaliser"] != identity["normaliser"]:
         raise CheckpointError(f"{path} was trained on other features or another normalisation of them")
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
-    torch.set_rng_state(saved["rng"]["torch"])
-    if saved["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
-    sampler.generator.set_state(saved["rng"]["sampler"])
+    restore_rng_state(saved["rng"], sampler.generator)
     return int(saved["step"])
 
 
@@ -312,14 +304,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     kept = []
     if path.exists() and step > 0:
         kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _line_step(line) <= step]
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in kept))
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _line_step(line: str) -> float:

@@ -61,24 +61,32 @@ def completed_run() -> dict[str, Any]:
     }  # fmt: skip
 
 
+COMPLETED_RUN_FRAGMENTS = [
+    "**Status:** Completed",
+    "features reused from the cache",
+    "`abababababababab`",
+    "| test | 2026-10-01 | 2026-11-24 | 15,000 |",
+    "**PASSED**",
+    "- world model: 20,000 steps in 1200 s",
+    "| **agent** (CI 0.20 .. 2.10) | 1.23 | 2.00 | 5.2% | +1.23% | 0.010 | 42 |",
+    "| champion v6 (same window) | 1.50 |",
+    "| buy and hold | 0.50 | n/a |",  # NaN shown as n/a
+    "| flat | n/a |",
+    "Agent beats on Sharpe: buy_and_hold, flat; significantly",
+    ": flat.",
+    "cost 0.065% per unit",
+    "`dreamer-btcusdt-5` version 7 registered as **challenger**",
+    "- candidate sharpe=1.234 does not beat champion v6",
+    "**-0.50**",
+    "[open in MLflow](http://127.0.0.1:5000/#/experiments/1/runs/abc)",
+]
+
+
 def test_completed_run_summary_has_every_section() -> None:
     markdown = render_summary(completed_run())
     assert markdown.startswith("# dreamer: BTCUSDT 5 (linear)")
-    assert "**Status:** Completed" in markdown
-    assert "features reused from the cache" in markdown and "`abababababababab`" in markdown
-    assert "| test | 2026-10-01 | 2026-11-24 | 15,000 |" in markdown
-    assert "**PASSED**" in markdown
-    assert "- world model: 20,000 steps in 1200 s" in markdown
-    assert "| **agent** (CI 0.20 .. 2.10) | 1.23 | 2.00 | 5.2% | +1.23% | 0.010 | 42 |" in markdown
-    assert "| champion v6 (same window) | 1.50 |" in markdown
-    assert "| buy and hold | 0.50 | n/a |" in markdown  # NaN shown as n/a
-    assert "| flat | n/a |" in markdown
-    assert "Agent beats on Sharpe: buy_and_hold, flat; significantly" in markdown and ": flat." in markdown
-    assert "cost 0.065% per unit" in markdown
-    assert "`dreamer-btcusdt-5` version 7 registered as **challenger**" in markdown
-    assert "- candidate sharpe=1.234 does not beat champion v6" in markdown
-    assert "**-0.50**" in markdown
-    assert "[open in MLflow](http://127.0.0.1:5000/#/experiments/1/runs/abc)" in markdown
+    missing = [fragment for fragment in COMPLETED_RUN_FRAGMENTS if fragment not in markdown]
+    assert not missing, markdown
 
 
 def test_failed_run_summary_shows_the_error_and_what_was_done() -> None:

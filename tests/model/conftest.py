@@ -11,6 +11,7 @@ realised volatility and a pure-noise feature), symlog-scaled in basis points lik
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,10 @@ import torch
 
 from dreamer.features.dataset import MarketDataset
 from dreamer.model.config import DreamerConfig
+from dreamer.model.distributions import twohot_encode
+from dreamer.model.rssm import RSSMState
+from dreamer.model.world_model import WorldModel
+from dreamer.training.device import single_threaded
 
 SYNTHETIC_PHI = 0.6
 SYNTHETIC_SIGMAS = (5e-4, 2e-3)
@@ -51,14 +56,50 @@ TINY = DreamerConfig(
     world_model_steps=6,
     device="cpu",
 )
+# For the actor-critic on hand-made world models: a longer imagination from more start states.
+TINY_AGENT = dataclasses.replace(TINY, imagination_horizon=6, imagination_starts=32)
+
+# What `WorldModel.loss` reports for every update.
+LOSS_TERMS = {
+    "loss/total",
+    "loss/pred",
+    "loss/decoder",
+    "loss/reward",
+    "loss/dyn",
+    "loss/rep",
+    "kl/raw",
+    "kl/free_bits_active",
+    "entropy/prior",
+    "entropy/posterior",
+}
 
 
 @pytest.fixture(autouse=True)
 def _single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_threaded():
+        yield
+
+
+def market_from_returns(
+    features: np.ndarray,
+    next_returns: np.ndarray,
+    splits: dict[str, tuple[int, int]],
+    feature_names: list[str] | None = None,
+    meta: dict[str, str] | None = None,
+) -> MarketDataset:
+    """A dataset whose row t holds `features[t]` and earns `next_returns[t]` over bar t+1 (close from 100)."""
+    n = len(next_returns)
+    close = 100.0 * np.exp(np.concatenate([[0.0], np.cumsum(next_returns[:-1])]))
+    return MarketDataset.from_arrays(
+        open_time_ms=np.arange(n, dtype=np.int64) * FIVE_MINUTES_MS,
+        close=close,
+        features=features,
+        next_log_return=np.append(next_returns[:-1], np.nan),  # the last bar has no next bar
+        segment_id=np.zeros(n, dtype=np.int32),
+        feature_names=feature_names or [f"f{i}" for i in range(features.shape[1])],
+        splits=splits,
+        meta=meta or {"interval": "5"},
+    )
 
 
 def synthetic_market(
@@ -128,10 +169,25 @@ def trained(tmp_path_factory: pytest.TempPathFactory, market: MarketDataset) -> 
     from dreamer.training import train_world_model
 
     out = tmp_path_factory.mktemp("trained_world_model")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with single_threaded():  # session fixtures run before the per-test `_single_thread`
         result = train_world_model(market, SMALL, out)
-    finally:
-        torch.set_num_threads(threads)
     return result, out
+
+
+def constant_forecast_world_model(cfg: DreamerConfig, bps: float, obs_dim: int = 3) -> WorldModel:
+    """A world model whose return head forecasts `bps` basis points for every state (zero output weights,
+    bias = log of the twohot code of the forecast)."""
+    torch.manual_seed(0)
+    model = WorldModel(obs_dim, cfg)
+    head = model.reward.mlp.out
+    assert head is not None
+    code = twohot_encode(torch.tensor(bps), model.reward.bins)  # [K]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.where(code > 0, code.clamp_min(1e-30).log(), torch.tensor(-1e4)))
+    return model.eval().requires_grad_(False)
+
+
+def start_states(model: WorldModel, n: int) -> RSSMState:
+    with torch.no_grad():
+        return model.observe(torch.randn(1, n, model.obs_dim)).flatten()

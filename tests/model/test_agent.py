@@ -10,19 +10,11 @@ import torch
 from dreamer.agent.actor_critic import ActorCritic
 from dreamer.agent.portfolio import Portfolio
 from dreamer.model.config import DreamerConfig
-from tests.model.test_imagination import TINY, constant_forecast_world_model, start_states
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.model.conftest import TINY_AGENT, constant_forecast_world_model, start_states
 
 
 def train(cfg: DreamerConfig, forecast_bps: float, updates: int, seed: int = 0) -> list[dict[str, float]]:
-    model = constant_forecast_world_model(TINY, forecast_bps)  # the agent's cfg may use another reward unit
+    model = constant_forecast_world_model(TINY_AGENT, forecast_bps)  # the agent's cfg may use another reward unit
     torch.manual_seed(seed)
     agent = ActorCritic(model, cfg)
     lanes = Portfolio.flat(64)
@@ -42,7 +34,7 @@ def test_basis_point_rewards_let_advantages_drive_the_policy():
     learns to go long. In natural units the same returns sit far below the normaliser's floor of 1, the
     advantages (~1e-4) are smaller than the entropy bonus and the policy stays close to uniform."""
     cfg = dataclasses.replace(
-        TINY, fee_rate=0.0, slippage_rate=0.0, actor_learning_rate=1e-3, critic_learning_rate=1e-3
+        TINY_AGENT, fee_rate=0.0, slippage_rate=0.0, actor_learning_rate=1e-3, critic_learning_rate=1e-3
     )
     in_bps = train(cfg, 1.0, updates=80)[-1]
     natural = train(dataclasses.replace(cfg, return_unit=1.0), 1.0, updates=80)[-1]
@@ -53,7 +45,7 @@ def test_basis_point_rewards_let_advantages_drive_the_policy():
 
 
 def test_updates_are_seeded_and_report_every_metric():
-    first, second = train(TINY, 2.0, updates=3), train(TINY, 2.0, updates=3)
+    first, second = train(TINY_AGENT, 2.0, updates=3), train(TINY_AGENT, 2.0, updates=3)
     assert first == second
     expected = {
         "actor/loss",
@@ -62,8 +54,8 @@ def test_updates_are_seeded_and_report_every_metric():
         "critic/loss",
         "imagined/return",
         "return_norm/scale",
-        *(f"actions/{level:+g}" for level in TINY.position_levels),
+        *(f"actions/{level:+g}" for level in TINY_AGENT.position_levels),
     }
     assert expected <= set(first[-1])
-    assert sum(first[-1][f"actions/{level:+g}"] for level in TINY.position_levels) == pytest.approx(1.0)
-    assert train(TINY, 2.0, updates=3, seed=1) != first
+    assert sum(first[-1][f"actions/{level:+g}"] for level in TINY_AGENT.position_levels) == pytest.approx(1.0)
+    assert train(TINY_AGENT, 2.0, updates=3, seed=1) != first

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dreamer.agent.policy import TradingPolicy
 from dreamer.agent.trainer import train_policy
@@ -23,6 +22,7 @@ from dreamer.evaluation.report import evaluate_policy
 from dreamer.features.dataset import MarketDataset
 from dreamer.model.config import DreamerConfig
 from dreamer.training import train_world_model
+from tests.model.conftest import market_from_returns
 
 SMALL = DreamerConfig(
     deterministic_size=32,
@@ -41,31 +41,8 @@ SMALL = DreamerConfig(
     critic_learning_rate=1e-3,
     device="cpu",
 )
+SPLITS = {"train": (0, 4000), "val": (4050, 4500), "test": (4550, 6000)}  # of 6,000 bars
 EVALUATION = EvaluationConfig(bootstrap_samples=200, bootstrap_block=48, random_baseline_seeds=3)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def synthetic_market(features: np.ndarray, next_returns: np.ndarray) -> MarketDataset:
-    """A dataset whose row t holds `features[t]` and earns `next_returns[t]` over bar t+1."""
-    n = len(next_returns)
-    close = 100.0 * np.exp(np.concatenate([[0.0], np.cumsum(next_returns[:-1])]))
-    return MarketDataset.from_arrays(
-        open_time_ms=np.arange(n, dtype=np.int64) * 300_000,
-        close=close,
-        features=features,
-        next_log_return=np.append(next_returns[:-1], np.nan),  # the last bar has no next bar
-        segment_id=np.zeros(n, dtype=np.int32),
-        feature_names=[f"f{i}" for i in range(features.shape[1])],
-        splits={"train": (0, 4000), "val": (4050, 4500), "test": (4550, n)},
-        meta={"interval": "5"},
-    )
 
 
 def train_and_backtest(dataset: MarketDataset, cfg: DreamerConfig, tmp_path: Path) -> dict:
@@ -83,7 +60,7 @@ def test_agent_learns_a_predictable_market_without_costs(tmp_path):
     next_returns = 0.002 * signal + 0.0005 * rng.normal(size=n)  # ... moves bar t+1
     features = np.column_stack([signal, rng.normal(size=n), rng.normal(size=n)])
     cfg = dataclasses.replace(SMALL, fee_rate=0.0, slippage_rate=0.0)
-    report = train_and_backtest(synthetic_market(features, next_returns), cfg, tmp_path)
+    report = train_and_backtest(market_from_returns(features, next_returns, SPLITS), cfg, tmp_path)
 
     agent, baselines = report["agent"], report["baselines"]
     # Trading sign(signal) every bar would make ~0.16 % a bar; anything close to it is unmistakable.
@@ -107,7 +84,7 @@ def test_agent_finds_no_profit_in_a_random_walk_with_costs(tmp_path, leak):
     past_returns = np.concatenate([[0.0], next_returns[:-1]])  # what a real feature set sees: the past
     visible = next_returns if leak else past_returns
     features = np.column_stack([visible / 0.002, rng.normal(size=n), rng.normal(size=n)])
-    report = train_and_backtest(synthetic_market(features, next_returns), SMALL, tmp_path)
+    report = train_and_backtest(market_from_returns(features, next_returns, SPLITS), SMALL, tmp_path)
 
     against_flat = report["comparison"]["flat"]
     assert against_flat["significant"] == leak, (against_flat, report["agent"])

@@ -12,60 +12,18 @@ from dreamer.agent.imagination import imagine
 from dreamer.agent.networks import Actor
 from dreamer.agent.portfolio import Portfolio
 from dreamer.evaluation.backtest import run_backtest
-from dreamer.model.config import DreamerConfig
-from dreamer.model.distributions import twohot_encode
-from dreamer.model.rssm import RSSMState
-from dreamer.model.world_model import WorldModel
-
-TINY = DreamerConfig(
-    deterministic_size=16,
-    stochastic_size=4,
-    num_categories=4,
-    hidden_size=16,
-    num_bins=63,
-    batch_size=4,
-    sequence_length=8,
-    imagination_horizon=6,
-    imagination_starts=32,
-)
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def constant_forecast_world_model(cfg: DreamerConfig, bps: float, obs_dim: int = 3) -> WorldModel:
-    """A world model whose return head forecasts `bps` basis points for every state (zero output weights,
-    bias = log of the twohot code of the forecast)."""
-    torch.manual_seed(0)
-    model = WorldModel(obs_dim, cfg)
-    head = model.reward.mlp.out
-    assert head is not None
-    code = twohot_encode(torch.tensor(bps), model.reward.bins)  # [K]
-    with torch.no_grad():
-        head.weight.zero_()
-        head.bias.copy_(torch.where(code > 0, code.clamp_min(1e-30).log(), torch.tensor(-1e4)))
-    return model.eval().requires_grad_(False)
-
-
-def start_states(model: WorldModel, n: int) -> RSSMState:
-    with torch.no_grad():
-        return model.observe(torch.randn(1, n, model.obs_dim)).flatten()
+from tests.model.conftest import TINY_AGENT, constant_forecast_world_model, start_states
 
 
 def test_constant_forecast_helper():
-    model = constant_forecast_world_model(TINY, 2.0)
+    model = constant_forecast_world_model(TINY_AGENT, 2.0)
     state = start_states(model, 5)
     assert model.predict_return(model.features(state)) == pytest.approx(torch.full((5,), 2e-4), rel=1e-4)
 
 
 @pytest.mark.parametrize("penalty", [0.0, 0.5])
 def test_imagined_account_is_the_backtest_account(penalty):
-    cfg = dataclasses.replace(TINY, drawdown_penalty=penalty)
+    cfg = dataclasses.replace(TINY_AGENT, drawdown_penalty=penalty)
     model = constant_forecast_world_model(cfg, -3.0)  # losses for longs: drawdowns happen
     torch.manual_seed(1)
     actor = Actor(model.feature_size + 3, cfg)
@@ -106,9 +64,9 @@ def test_unrealised_pnl_resets_when_the_position_changes():
 
 
 def test_deterministic_imagination_takes_the_mode():
-    model = constant_forecast_world_model(TINY, 1.0)
-    actor = Actor(model.feature_size + 3, TINY)
+    model = constant_forecast_world_model(TINY_AGENT, 1.0)
+    actor = Actor(model.feature_size + 3, TINY_AGENT)
     start = start_states(model, 16)
     torch.manual_seed(3)
-    greedy = imagine(model, actor, start, Portfolio.flat(16), 4, TINY, sample=False)
+    greedy = imagine(model, actor, start, Portfolio.flat(16), 4, TINY_AGENT, sample=False)
     assert torch.equal(greedy.actions[0], actor(greedy.inputs[0]).argmax(-1))

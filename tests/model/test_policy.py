@@ -16,33 +16,19 @@ from dreamer.agent.policy import TradingPolicy
 from dreamer.agent.trainer import train_policy
 from dreamer.evaluation.backtest import run_backtest
 from dreamer.features.dataset import MarketDataset
-from dreamer.model.config import DreamerConfig
 from dreamer.training import train_world_model
+from dreamer.training.device import single_threaded
+from tests.model.conftest import TINY, market_from_returns
 
-CFG = DreamerConfig(
-    deterministic_size=16,
-    stochastic_size=4,
-    num_categories=4,
-    hidden_size=16,
-    num_bins=63,
-    batch_size=4,
-    sequence_length=8,
+CFG = dataclasses.replace(
+    TINY,
     world_model_steps=5,
     imagination_horizon=4,
     imagination_starts=16,
     policy_steps=6,
     actor_learning_rate=1e-3,
     critic_learning_rate=1e-3,
-    device="cpu",
 )
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -50,28 +36,25 @@ def dataset() -> MarketDataset:
     rng = np.random.default_rng(0)
     n = 400
     returns = 0.003 * rng.normal(size=n)
-    return MarketDataset.from_arrays(
-        open_time_ms=np.arange(n, dtype=np.int64) * 300_000,
-        close=100.0 * np.exp(np.concatenate([[0.0], np.cumsum(returns[:-1])])),
+    return market_from_returns(
         features=np.column_stack([np.concatenate([[0.0], returns[:-1]]), rng.normal(size=n)]),
-        next_log_return=np.append(returns[:-1], np.nan),
-        segment_id=np.zeros(n, dtype=np.int32),
-        feature_names=["ret_1", "noise"],
+        next_returns=returns,
         splits={"train": (0, 250), "val": (260, 300), "test": (310, n)},
+        feature_names=["ret_1", "noise"],
         meta={"symbol": "TEST", "interval": "5"},
     )
 
 
 @pytest.fixture(scope="module")
 def world_model_checkpoint(dataset, tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    return train_world_model(dataset, CFG, tmp_path_factory.mktemp("wm")).checkpoint
+    with single_threaded():
+        return train_world_model(dataset, CFG, tmp_path_factory.mktemp("wm")).checkpoint
 
 
 @pytest.fixture(scope="module")
 def agent_checkpoint(dataset, world_model_checkpoint, tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    return train_policy(world_model_checkpoint, dataset, CFG, tmp_path_factory.mktemp("agent")).checkpoint
+    with single_threaded():
+        return train_policy(world_model_checkpoint, dataset, CFG, tmp_path_factory.mktemp("agent")).checkpoint
 
 
 def test_checkpoint_is_self_contained(agent_checkpoint, dataset):

@@ -10,21 +10,9 @@ import torch
 from dreamer.model.distributions import twohot_mean
 from dreamer.model.kl import kl_weights
 from dreamer.model.world_model import WorldModel
-from tests.model.conftest import TINY
+from tests.model.conftest import LOSS_TERMS, TINY
 
 B, T, F = 3, 6, 4
-LOSS_TERMS = {
-    "loss/total",
-    "loss/pred",
-    "loss/decoder",
-    "loss/reward",
-    "loss/dyn",
-    "loss/rep",
-    "kl/raw",
-    "kl/free_bits_active",
-    "entropy/prior",
-    "entropy/posterior",
-}
 
 
 def make_model(**overrides: object) -> WorldModel:
