@@ -11,7 +11,7 @@ from dreamer.model.distributions import (
     twohot_cross_entropy,
     twohot_mean,
 )
-from dreamer.model.networks import MLP
+from dreamer.model.networks import MLP, OneHotBlock
 
 
 class ObservationEncoder(nn.Module):
@@ -33,12 +33,12 @@ class ObservationDecoder(nn.Module):
         super().__init__()
         self.mlp = MLP(feature_size, hidden, layers, obs_dim)
 
-    def forward(self, features: Tensor) -> Tensor:
-        return self.mlp(features)
+    def forward(self, features: Tensor, one_hot: OneHotBlock | None = None) -> Tensor:
+        return self.mlp(features, one_hot)
 
-    def loss(self, features: Tensor, obs: Tensor) -> Tensor:
-        """Σ_f (ŷ_f − symlog(x_f))² per step: `[...]`."""
-        return (self(features).float() - symlog(obs)).square().sum(-1)
+    def loss(self, features: Tensor, obs: Tensor, one_hot: OneHotBlock | None = None) -> Tensor:
+        """Σ_f (ŷ_f − symlog(x_f))² per step: `[...]`. Inputs `[features, one_hot.value]` if `one_hot` is given."""
+        return (self(features, one_hot).float() - symlog(obs)).square().sum(-1)
 
 
 class TwoHotHead(nn.Module):
@@ -58,13 +58,13 @@ class TwoHotHead(nn.Module):
         self.bins: Tensor
         self.register_buffer("bins", symlog_bins(num_bins, low, high), persistent=False)  # [K], in units
 
-    def forward(self, features: Tensor) -> Tensor:
-        """Logits `[..., K]`."""
-        return self.mlp(features)
+    def forward(self, features: Tensor, one_hot: OneHotBlock | None = None) -> Tensor:
+        """Logits `[..., K]` of `features` (or of `[features, one_hot.value]`, see `MLP`)."""
+        return self.mlp(features, one_hot)
 
-    def loss(self, features: Tensor, target: Tensor) -> Tensor:
+    def loss(self, features: Tensor, target: Tensor, one_hot: OneHotBlock | None = None) -> Tensor:
         """Twohot cross-entropy of `target [...]` (natural units): `[...]`."""
-        return twohot_cross_entropy(self(features), target * self.unit, self.bins)
+        return twohot_cross_entropy(self(features, one_hot), target * self.unit, self.bins)
 
     def distribution(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """(probs `[..., K]`, bin values `[K]` in natural units)."""

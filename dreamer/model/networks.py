@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,60 @@ def init_linear(layer: nn.Linear, zero: bool = False) -> nn.Linear:
     return layer
 
 
+@dataclass(frozen=True)
+class OneHotBlock:
+    """Inputs appended to a layer's `x` that are S one-hots of K classes (the RSSM's straight-through `z`)."""
+
+    value: Tensor  # [..., S·K], one-hot in value; its gradient flows on (straight-through)
+    index: Tensor  # [..., S] long, the hot class of each of the S categoricals
+    classes: int  # K
+
+    @classmethod
+    def of(cls, value: Tensor, classes: int) -> OneHotBlock:
+        """The block of `value [..., S·K]`, exactly one-hot in each of its S groups of K (a sample of the RSSM)."""
+        class_ids = torch.arange(classes, dtype=value.dtype, device=value.device)  # [K]: 0..K−1
+        # the dot of a one-hot with 0..K−1 is its hot class, ~10× faster than an argmax over K = 32; the clamp
+        # keeps a NaN sample (from NaN inputs) a valid index: the NaN still reaches the loss through h and the KL
+        index = (value.detach().unflatten(-1, (-1, classes)) @ class_ids).long().clamp_(0, classes - 1)  # [..., S]
+        return cls(value, index, classes)
+
+
+class _OneHotMatmul(torch.autograd.Function):
+    """`z·W_zᵀ` for `z [N, S·K]` that is one-hot in value, hot at the flat columns `index [N, S]`.
+
+    Forward: the sum of the S selected columns of `W_z [H, S·K]`; weight gradient: the output gradient
+    added to those columns. Both replace an `[N, S·K] × [S·K, H]` matmul whose inputs are ~97 % zeros.
+    The input gradient stays dense, `∂L/∂z = g·W_z`: the straight-through estimator passes it to the probs.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, index: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(index, weight)
+        return F.embedding_bag(index, weight.T.contiguous(), mode="sum")  # [N, H]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, Tensor | None]:
+        index, weight = ctx.saved_tensors
+        grad_z = grad @ weight if ctx.needs_input_grad[0] else None  # [N, S·K]
+        grad_weight = None
+        if ctx.needs_input_grad[2]:
+            grad_weight_t = grad.new_zeros(weight.shape[1], weight.shape[0])  # [S·K, H]
+            for column in index.unbind(-1):  # S index_adds of [N, H]: no [N, S, H] temporary
+                grad_weight_t.index_add_(0, column, grad)
+            grad_weight = grad_weight_t.T
+        return grad_z, None, grad_weight
+
+
+def one_hot_linear(x: Tensor, one_hot: OneHotBlock, weight: Tensor) -> Tensor:
+    """`W·[x, z]` for `x [..., D]` and one-hot `z [..., S·K]`, `W [H, D + S·K]`: `W_x·x + Σ_s W_z[:, s·K + k_s]`."""
+    lead, dense, stoch = x.shape[:-1], x.shape[-1], one_hot.index.shape[-1]
+    offsets = torch.arange(0, stoch * one_hot.classes, one_hot.classes, device=x.device)  # [S]
+    index = (one_hot.index + offsets).reshape(-1, stoch)  # [N, S], columns of W_z
+    z = one_hot.value.reshape(-1, stoch * one_hot.classes)  # [N, S·K]
+    out = x.reshape(-1, dense) @ weight[:, :dense].T + _OneHotMatmul.apply(z, index, weight[:, dense:])  # [N, H]
+    return out.reshape(*lead, weight.shape[0])
+
+
 class NormSiLU(nn.Module):
     """Linear (no bias: the norm re-centres) -> LayerNorm -> SiLU, the unit every DreamerV3 MLP is made of."""
 
@@ -33,8 +89,9 @@ class NormSiLU(nn.Module):
         self.linear = init_linear(nn.Linear(in_features, out_features, bias=False))
         self.norm = nn.LayerNorm(out_features, eps=1e-3)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.silu(self.norm(self.linear(x)))
+    def forward(self, x: Tensor, one_hot: OneHotBlock | None = None) -> Tensor:
+        pre = self.linear(x) if one_hot is None else one_hot_linear(x, one_hot, self.linear.weight)
+        return F.silu(self.norm(pre))
 
 
 class MLP(nn.Module):
@@ -49,8 +106,10 @@ class MLP(nn.Module):
         self.out = init_linear(nn.Linear(widths[-1], out_features), zero=zero_out) if out_features else None
         self.out_features = out_features or widths[-1]
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.body(x)
+    def forward(self, x: Tensor, one_hot: OneHotBlock | None = None) -> Tensor:
+        """`x [..., I]`, or `[x, one_hot.value]` when `one_hot` is given (its rows are gathered, not multiplied)."""
+        for i, layer in enumerate(self.body):
+            x = layer(x, one_hot if i == 0 else None)
         return self.out(x) if self.out is not None else x
 
 

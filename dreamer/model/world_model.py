@@ -29,6 +29,7 @@ from dreamer.model.config import DreamerConfig
 from dreamer.model.distributions import categorical_entropy
 from dreamer.model.heads import ObservationDecoder, ObservationEncoder, TwoHotHead
 from dreamer.model.kl import kl_loss
+from dreamer.model.networks import OneHotBlock
 from dreamer.model.rssm import RSSM, RSSMState
 
 
@@ -93,11 +94,12 @@ class WorldModel(nn.Module):
         post, post_probs = self.rssm.observe(embed, actions)  # h [B, T, D], z [B, T, S·K], q [B, T, S, K]
         prior_probs = self.rssm.prior_probs(post.h)  # [B, T, S, K]
         post_logp, prior_logp = post_probs.log(), prior_probs.log()
-        features = self.features(post)  # [B, T, D + S·K]
+        # features [h, z]: z is one-hot in value, so the heads' first layers gather rows of W_z, not multiply
+        z = OneHotBlock.of(post.z, self.cfg.num_categories)  # z [B, T, S·K], hot classes [B, T, S]
 
-        decoder = self.decoder.loss(features, obs).mean()
+        decoder = self.decoder.loss(post.h, obs, z).mean()
         observed = torch.isfinite(next_log_return)  # [B, T]
-        reward_nll = self.reward.loss(features, torch.where(observed, next_log_return, 0.0))  # [B, T]
+        reward_nll = self.reward.loss(post.h, torch.where(observed, next_log_return, 0.0), z)  # [B, T]
         reward = (reward_nll * observed).sum() / observed.sum().clamp_min(1)
         pred = decoder + reward
         kl = kl_loss(post_probs, post_logp, prior_logp, self.cfg)
