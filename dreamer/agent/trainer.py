@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -37,6 +36,8 @@ from dreamer.features.sampler import SequenceSampler
 from dreamer.model.config import DreamerConfig
 from dreamer.model.world_model import WorldModel
 from dreamer.training import load_world_model, resolve_device
+from dreamer.training.checkpoint import restore_rng_state, rng_state
+from dreamer.training.world_model import truncate_metrics
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def train_policy_in(
 
     if checkpoint_path.exists():
         step, lanes = _resume(checkpoint_path, agent, sampler, world_model, cfg, device)
-        _truncate_metrics(metrics_path, step)
+        truncate_metrics(metrics_path, step)
         log.info("resuming policy training from step %d of %d", step, cfg.policy_steps)
 
     metrics: dict[str, float] = {}
@@ -169,11 +170,7 @@ def _save(
             "optimizer": agent.optimizer.state_dict(),
             "step": step,
             "lanes": lanes.to_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "sampler": sampler.generator.get_state(),
-            },
+            "rng": rng_state(sampler.generator),
         },
     )
 
@@ -198,24 +195,5 @@ def _resume(
         raise AgentCheckpointError(f"{path} was trained in a different world model; use another output directory")
     agent.load_state_dict(saved["actor_critic"])
     agent.optimizer.load_state_dict(saved["optimizer"])
-    torch.set_rng_state(saved["rng"]["torch"].cpu())
-    if saved["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in saved["rng"]["cuda"]])
-    sampler.generator.set_state(saved["rng"]["sampler"].cpu())
+    restore_rng_state(saved["rng"], sampler.generator)
     return int(saved["step"]), Portfolio.from_dict(saved["lanes"], device)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines of updates after the checkpoint (they will be recomputed identically)."""
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines() if _line_step(line) <= step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-
-def _line_step(line: str) -> float:
-    try:
-        record: dict[str, Any] = json.loads(line)
-        return float(record["step"])
-    except (ValueError, KeyError, TypeError):
-        return float("inf")  # a line cut by a crash

@@ -138,7 +138,7 @@ def train_world_model(
     if resume and checkpoint.exists():
         step = _restore(checkpoint, identity, model, optimizer, sampler)
         log.info("resuming world-model training from step %d of %d", step, cfg.world_model_steps)
-    _truncate_metrics(metrics_path, step)
+    truncate_metrics(metrics_path, step)
     resumed_from = step
 
     history: list[dict[str, float]] = []
@@ -299,7 +299,7 @@ def _saved_metrics(path: Path) -> dict[str, float]:
     return {k: float(v) for k, v in read_checkpoint(path)["metrics"].items() if not k.startswith("val/")}
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
+def truncate_metrics(path: Path, step: int) -> None:
     """Keep the metric lines of updates up to `step` (the checkpoint's); later ones will be redone."""
     kept = []
     if path.exists() and step > 0:
