@@ -26,7 +26,7 @@ import torch
 
 from dreamer.model.config import DreamerConfig
 from dreamer.model.world_model import WorldModel
-from dreamer.training.world_model import world_model_update
+from dreamer.training.world_model import world_model_optimizer, world_model_update
 
 NM512_SECONDS_PER_UPDATE = (0.35, 0.46)
 
@@ -34,7 +34,7 @@ NM512_SECONDS_PER_UPDATE = (0.35, 0.46)
 def time_updates(cfg: DreamerConfig, obs_dim: int, device: torch.device, repeats: int, warmup: int = 3) -> dict:
     torch.manual_seed(cfg.seed)
     model = WorldModel(obs_dim, cfg).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+    optimizer = world_model_optimizer(model, cfg)
     obs = torch.randn(cfg.batch_size, cfg.sequence_length, obs_dim, device=device)  # [B, T, F]
     returns = torch.randn(cfg.batch_size, cfg.sequence_length, device=device) * 1e-3  # [B, T]
     seconds, cpu_seconds = [], []

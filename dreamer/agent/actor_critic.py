@@ -54,6 +54,7 @@ class ActorCritic(nn.Module):
                 {"params": self.critic.parameters(), "lr": cfg.critic_learning_rate},
             ],
             eps=cfg.adam_eps,
+            fused=True,  # one kernel for all parameters (see `world_model_optimizer`)
         )
 
     def update(

@@ -62,13 +62,17 @@ class _OneHotMatmul(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, Tensor | None]:
         index, weight = ctx.saved_tensors
         grad_z = grad @ weight if ctx.needs_input_grad[0] else None  # [N, S·K]
-        grad_weight = None
-        if ctx.needs_input_grad[2]:
-            grad_weight_t = grad.new_zeros(weight.shape[1], weight.shape[0])  # [S·K, H]
-            for column in index.unbind(-1):  # S index_adds of [N, H]: no [N, S, H] temporary
-                grad_weight_t.index_add_(0, column, grad)
-            grad_weight = grad_weight_t.T
+        grad_weight = one_hot_weight_grad(grad, index, weight.shape[1]) if ctx.needs_input_grad[2] else None
         return grad_z, None, grad_weight
+
+
+def one_hot_weight_grad(grad: Tensor, index: Tensor, columns: int) -> Tensor:
+    """∂L/∂W `[H, columns]` of `Σ_s W[:, index[:, s]]` (a one-hot input's matmul) for the output gradient
+    `grad [N, H]` and flat column indices `index [N, S]`: each row of `grad` is added to its S columns."""
+    grad_weight_t = grad.new_zeros(columns, grad.shape[1])  # [columns, H]
+    for column in index.unbind(-1):  # S index_adds of [N, H]: no [N, S, H] temporary
+        grad_weight_t.index_add_(0, column, grad)
+    return grad_weight_t.T
 
 
 def one_hot_linear(x: Tensor, one_hot: OneHotBlock, weight: Tensor) -> Tensor:

@@ -11,12 +11,10 @@ sampled as a straight-through one-hot; the model state fed to the heads is `[h, 
 The action input `a_{t-1}` exists for completeness (`world_model_uses_action`), but a price taker's market
 does not react to our orders, so by default the RSSM has no action input at all (see `world_model.py`).
 
-Speed: the per-step loop contains only what truly depends on the previous step. The observation embedding's
-share of the posterior layer and all sampling noise are computed for the whole sequence before the loop;
-the prior is evaluated on all `h_t` at once after it. Per-step outputs are collected in lists and stacked
-once, with no concatenation inside the loop: buffers preallocated and written with `out[:, t] = ...` measured
-~2× slower for this loop under autograd, whose CopySlices backward copies the whole buffer's gradient at
-every step (O(T²)); without autograd the two are equivalent.
+Speed: `observe` (training's filtering over B × T bars) runs as one autograd node with hand-written
+backpropagation through time (`filtering.py`, tested against these modules' step-by-step autograd). The
+single steps below (`observe_step`, `imagine_step`) are the same equations on these modules, for
+bar-by-bar inference and imagination.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from torch import Tensor, nn
 
 from dreamer.model.config import DreamerConfig
 from dreamer.model.distributions import categorical_mode, straight_through_sample, unimix_probs
+from dreamer.model.filtering import filter_sequence
 from dreamer.model.networks import MLP, LayerNormGRUCell, NormSiLU, init_linear
 
 
@@ -134,22 +133,15 @@ class RSSM(nn.Module):
         batch, steps = embed.shape[:2]
         if state is None:
             state = self.initial_state(batch)
-        # Per-step views via unbind: its backward stacks the T gradients once, where indexing [t] would
-        # allocate and add a full [T, B, H] gradient at every step.
-        embed_proj = self.posterior.project_embed(embed).unbind(1)  # T × [B, H]
-        uniform = torch.rand(steps, batch, self.stoch, 1, device=embed.device).unbind(0)  # T × [B, S, 1]
-        action_seq = None if self.action_size == 0 else self._check_action(actions).unbind(1)  # T × [B, A]
-        hs: list[Tensor] = []
-        zs: list[Tensor] = []
-        probs_seq: list[Tensor] = []
-        for t in range(steps):
-            h = self.deterministic_step(state, None if action_seq is None else action_seq[t])  # [B, D]
-            probs = unimix_probs(self.posterior(h, embed_proj[t]), self.unimix)  # [B, S, K]
-            state = RSSMState(h, straight_through_sample(probs, uniform[t]).flatten(-2))  # z [B, S·K]
-            hs.append(h)
-            zs.append(state.z)
-            probs_seq.append(probs)
-        return RSSMState(torch.stack(hs, 1), torch.stack(zs, 1)), torch.stack(probs_seq, 1)
+        embed_proj = self.posterior.project_embed(embed)  # [B, T, H]
+        action_proj = None  # [B, T, H]: W_a·a_{t-1}, the action block's share of img_in
+        if self.action_size:
+            action_proj = self._check_action(actions) @ self.img_in.linear.weight[:, self.stoch_size :].T
+        uniform = torch.rand(steps, batch, self.stoch, 1, device=embed.device)  # [T, B, S, 1]
+        h, z, probs = filter_sequence(
+            self.img_in, self.gru, self.posterior, state.h, state.z, embed_proj, action_proj, uniform, self.unimix
+        )
+        return RSSMState(h, z), probs
 
     def _check_action(self, action: Tensor | None) -> Tensor:
         if action is None:
