@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dreamer.model.networks import LayerNormGRUCell, NormSiLU, one_hot_weight_grad
+from dreamer.model.networks import LayerNormGRUCell, NormSiLU, latent_offsets, one_hot_weight_grad
 
 if TYPE_CHECKING:
     from dreamer.model.rssm import Posterior
@@ -105,11 +105,6 @@ def layer_norm_param_grads(
         grad, inputs, inputs.shape[-1:], mean, rstd, weight, bias, mask
     )
     return grad_weight, grad_bias
-
-
-def latent_offsets(stoch: int, classes: int, device: torch.device) -> Tensor:
-    """`[S]`: the flat column of class 0 of each latent in `z [..., S·K]`."""
-    return torch.arange(0, stoch * classes, classes, device=device)
 
 
 class _FilterSequence(torch.autograd.Function):

@@ -75,11 +75,16 @@ def one_hot_weight_grad(grad: Tensor, index: Tensor, columns: int) -> Tensor:
     return grad_weight_t.T
 
 
+def latent_offsets(stoch: int, classes: int, device: torch.device) -> Tensor:
+    """`[S]`: the flat column of class 0 of each latent in `z [..., S·K]`."""
+    return torch.arange(0, stoch * classes, classes, device=device)
+
+
 def one_hot_linear(x: Tensor, one_hot: OneHotBlock, weight: Tensor) -> Tensor:
     """`W·[x, z]` for `x [..., D]` and one-hot `z [..., S·K]`, `W [H, D + S·K]`: `W_x·x + Σ_s W_z[:, s·K + k_s]`."""
     lead, dense, stoch = x.shape[:-1], x.shape[-1], one_hot.index.shape[-1]
-    offsets = torch.arange(0, stoch * one_hot.classes, one_hot.classes, device=x.device)  # [S]
-    index = (one_hot.index + offsets).reshape(-1, stoch)  # [N, S], columns of W_z
+    columns = one_hot.index + latent_offsets(stoch, one_hot.classes, x.device)  # [..., S], columns of W_z
+    index = columns.reshape(-1, stoch)  # [N, S]
     z = one_hot.value.reshape(-1, stoch * one_hot.classes)  # [N, S·K]
     out = x.reshape(-1, dense) @ weight[:, :dense].T + _OneHotMatmul.apply(z, index, weight[:, dense:])  # [N, H]
     return out.reshape(*lead, weight.shape[0])
