@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamer.errors import DreamerError
+from dreamer.evaluation.scoring import direction_accuracy, vol_forecast_corr
 from dreamer.features.dataset import MarketDataset
 from dreamer.features.sampler import valid_window_starts
 from dreamer.model.distributions import twohot_mean, twohot_quantile
@@ -132,22 +133,13 @@ def _score(world_model: WorldModel, state: RSSMState, realised: torch.Tensor, pa
 
 def _metrics(scored: np.ndarray, prefix: str) -> dict[str, float]:
     forecast, spread, realised = scored[:3]
-    moved = realised != 0
-    hits = np.where(forecast == 0, 0.5, np.sign(forecast) == np.sign(realised))
     return {
         f"{prefix}next_return_mse": float(np.mean((forecast - realised) ** 2)),
         f"{prefix}zero_forecast_mse": float(np.mean(realised**2)),
-        f"{prefix}direction_accuracy": float(np.mean(hits[moved])) if moved.any() else float("nan"),
-        f"{prefix}vol_forecast_corr": _pearson(spread, np.abs(realised)),
+        f"{prefix}direction_accuracy": direction_accuracy(forecast, realised),
+        f"{prefix}vol_forecast_corr": vol_forecast_corr(spread, realised),
         f"{prefix}num_forecasts": float(realised.size),
     }
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation; NaN when either side is constant (e.g. an untrained, zero-output head)."""
-    if a.size < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()) or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _iqr(values: np.ndarray) -> float:
