@@ -1,33 +1,44 @@
 """DreamerV3's actor-critic, learned purely from imagined trajectories (one loss, one backward per update).
 
     critic    L_v = Σ_t γ^t · ( −ln p_v(sg R^λ_t | x_t) − c_slow · ln p_v(sg v_slow(x_t) | x_t) )
-    actor     L_π = Σ_t γ^t · ( −sg(A_t) · ln π(a_t | x_t) − η · H[π(· | x_t)] )
+    actor, dynamics   L_π = −Σ_t γ^t · R^λ_t / max(1, S)             (R^λ through the PnL, v with sg weights)
+    actor, reinforce  L_π = Σ_t γ^t · ( −sg(A_t) · ln π(a_t | x_t) − η · H[π(· | x_t)] )
     advantage A_t = (R^λ_t − v(x_t)) / max(1, S)           S: EMA of the P95 − P5 return range
 
-The actor is trained with REINFORCE (the critic's value is the baseline): the world model's dynamics are
-not differentiated through, as in DreamerV3 for discrete actions.
+`dynamics` (the default, `BandActor`): the λ-return is a differentiable function of the positions. The
+world model's latent path does not depend on them (a price taker), so the gradient through
+`a·r̂ − cost·|Δa|`, through the account the next step's actor and critic read, and through the critic's
+value of the final account is exact, with none of REINFORCE's variance. This is what DreamerV1/V2 do for
+continuous actions ("dynamics backpropagation"), here without differentiating the world model at all. The
+critic enters the actor's objective with its weights detached: the actor ascends v, it does not train it.
+There is no entropy bonus: the band policy is deterministic, and nothing needs exploring, since the world
+model is fixed and imagined markets ignore the policy.
 
-Entropy: DreamerV3's η = 3e-4 lets the policy collapse onto "flat" within a few dozen updates here.
-Under an untrained, near-random policy every position change is a certain cost and every random direction
-a coin flip, so "never trade" wins the first gradient steps before the state-dependent signal is learned;
-the 1 % unimix then explores far too little to find it again. With a next-bar return fully leaked into the
-observations and real costs, η = 0.03 ended flat (0 % test return) while η = 0.1 made +58 % (Sharpe 119)
-on the same world model; on a causal random walk every η ended flat (`tests/model/test_agent_sanity.py`).
-The default η = 0.1 keeps the ratio |A| / (η·H) (`actor/advantage_to_entropy`) around 4–7: the advantages
-still set the direction of the policy gradient. v_slow is an EMA copy of the critic whose
-predictions regularise the critic. Actor and critic share one Adam with two parameter groups (their own
-learning rates) and have their gradients clipped separately.
+`reinforce` (`Actor`): the world model's dynamics are not differentiated through, as in DreamerV3 for
+discrete actions. Entropy: DreamerV3's η = 3e-4 lets the policy collapse onto "flat" within a few dozen
+updates here. Under an untrained, near-random policy every position change is a certain cost and every
+random direction a coin flip, so "never trade" wins the first gradient steps before the state-dependent
+signal is learned; the 1 % unimix then explores far too little to find it again. With a next-bar return
+fully leaked into the observations and real costs, η = 0.03 ended flat (0 % test return) while η = 0.1
+made +58 % (Sharpe 119) on the same world model. η = 0.1 keeps the ratio |A| / (η·H)
+(`actor/advantage_to_entropy`) around 4–7. On the known-answer markets with real costs it still ends
+flat (docs/experiments.md), which is why `dynamics` is the default.
+
+v_slow is an EMA copy of the critic whose predictions regularise the critic. Actor and critic share one
+Adam with two parameter groups (their own learning rates) and have their gradients clipped separately.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from dreamer.agent.imagination import Trajectory, agent_input_size, imagine
-from dreamer.agent.networks import Actor, make_critic
+from dreamer.agent.networks import Actor, make_actor, make_critic
 from dreamer.agent.portfolio import Portfolio
 from dreamer.agent.returns import ReturnNormaliser, lambda_returns
 from dreamer.model.config import DreamerConfig
@@ -42,7 +53,7 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.cfg = cfg
         size = agent_input_size(world_model)
-        self.actor = Actor(size, cfg)
+        self.actor = make_actor(size, cfg)
         self.critic = make_critic(size, cfg)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.return_norm = ReturnNormaliser(
@@ -64,22 +75,33 @@ class ActorCritic(nn.Module):
         gradient step. Returns the trajectory (its final accounts seed the next update) and metrics."""
         cfg = self.cfg
         horizon = cfg.imagination_horizon
-        traj = imagine(world_model, self.actor, start, portfolio, horizon, cfg)
-        x = traj.inputs  # [H + 1, N, I]
+        dynamics = cfg.actor_grad == "dynamics"
+        with torch.set_grad_enabled(dynamics):  # the band actor's gradient runs through the trajectory
+            traj = imagine(world_model, self.actor, start, portfolio, horizon, cfg)
+        x = traj.inputs.detach()  # [H + 1, N, I]
         weight = cfg.discount ** torch.arange(horizon, device=x.device, dtype=x.dtype)[:, None]  # [H, 1]
 
-        critic_logits = self.critic(x)  # [H + 1, N, K], one forward serves the targets and both losses
+        critic_logits = self.critic(x)  # [H + 1, N, K], one forward serves the targets and the loss
         with torch.no_grad():
             values = twohot_mean(torch.softmax(critic_logits.detach().float(), -1), self.critic.bins)  # [H + 1, N]
-            returns = lambda_returns(traj.rewards, values, cfg.discount, cfg.lambda_gae)  # [H, N]
+            returns = lambda_returns(traj.rewards.detach(), values, cfg.discount, cfg.lambda_gae)  # [H, N]
             scale = self.return_norm.update(returns)  # 0-dim, >= floor
             advantage = (returns - values[:-1]) / scale  # [H, N]
             slow_values = self.slow_critic.mean(x[:-1])  # [H, N]
 
-        logp = self.actor(x[:-1])  # [H, N, L]
-        logp_action = logp.gather(-1, traj.actions.unsqueeze(-1)).squeeze(-1)  # [H, N]
-        entropy = -(logp.exp() * logp).sum(-1)  # [H, N]
-        actor_loss = -(weight * (advantage * logp_action + cfg.entropy_coef * entropy)).mean()
+        if dynamics:
+            frozen = {name: param.detach() for name, param in self.critic.named_parameters()}
+            values_of_path = functional_call(self.critic, frozen, (traj.inputs,))  # logits [H + 1, N, K]
+            values_of_path = twohot_mean(torch.softmax(values_of_path.float(), -1), self.critic.bins)
+            path_returns = lambda_returns(traj.rewards, values_of_path, cfg.discount, cfg.lambda_gae)  # [H, N]
+            actor_loss = -(weight * path_returns / scale).mean()
+            entropy = torch.zeros(())
+        else:
+            assert traj.actions is not None and isinstance(self.actor, Actor)
+            logp = self.actor(x[:-1])  # [H, N, L]
+            logp_action = logp.gather(-1, traj.actions.unsqueeze(-1)).squeeze(-1)  # [H, N]
+            entropy = -(logp.exp() * logp).sum(-1)  # [H, N]
+            actor_loss = -(weight * (advantage * logp_action + cfg.entropy_coef * entropy)).mean()
         critic_nll = twohot_cross_entropy(critic_logits[:-1], returns, self.critic.bins)  # [H, N]
         critic_slow_nll = twohot_cross_entropy(critic_logits[:-1], slow_values, self.critic.bins)  # [H, N]
         critic_loss = (weight * (critic_nll + cfg.critic_ema_regulariser * critic_slow_nll)).mean()
@@ -99,14 +121,10 @@ class ActorCritic(nn.Module):
         self._update_slow_critic()
 
         with torch.no_grad():
-            counts = torch.bincount(traj.actions.flatten(), minlength=len(cfg.position_levels))
-            mean_entropy = entropy.mean()
+            positions = traj.positions.detach()
             terms = {
                 "actor/loss": actor_loss,
-                "actor/entropy": mean_entropy,
                 "actor/advantage_abs": advantage.abs().mean(),
-                # > 1: the advantages, not the entropy bonus, set the direction of the policy gradient
-                "actor/advantage_to_entropy": advantage.abs().mean() / (cfg.entropy_coef * mean_entropy),
                 "actor/grad_norm": actor_norm,
                 "critic/loss": critic_loss,
                 "critic/nll": critic_nll.mean(),
@@ -116,16 +134,30 @@ class ActorCritic(nn.Module):
                 "imagined/reward": traj.rewards.mean(),
                 "imagined/net_return_bps": traj.net_returns.mean() * 1e4,
                 "imagined/predicted_return_bps": traj.predicted_returns.mean() * 1e4,
-                "imagined/abs_position": traj.positions.abs().mean(),
-                "imagined/turnover": traj.positions.diff(dim=0).abs().mean() if horizon > 1 else torch.zeros(()),
+                "imagined/abs_position": positions.abs().mean(),
+                "imagined/turnover": (positions - torch.cat([portfolio.position[None], positions[:-1]])).abs().mean(),
+                "imagined/hold_fraction": (positions == torch.cat([portfolio.position[None], positions[:-1]]))
+                .float()
+                .mean(),
                 "return_norm/scale": scale,
                 "return_norm/low": self.return_norm.low,
                 "return_norm/high": self.return_norm.high,
             }
-            terms |= {f"actions/{level:+g}": counts[i] / counts.sum() for i, level in enumerate(cfg.position_levels)}
+            if traj.actions is not None:
+                mean_entropy = entropy.mean()
+                counts = torch.bincount(traj.actions.flatten(), minlength=len(cfg.position_levels))
+                terms |= {
+                    "actor/entropy": mean_entropy,
+                    # > 1: the advantages, not the entropy bonus, set the direction of the policy gradient
+                    "actor/advantage_to_entropy": advantage.abs().mean() / (cfg.entropy_coef * mean_entropy),
+                }
+                terms |= {
+                    f"actions/{level:+g}": counts[i] / counts.sum() for i, level in enumerate(cfg.position_levels)
+                }
             values_list = torch.stack([term.float().to(x.device) for term in terms.values()]).tolist()  # one sync
             metrics = dict(zip(terms, values_list, strict=True))
-        return traj, metrics
+        # the accounts seed the next update: cut them from this update's graph
+        return dataclasses.replace(traj, final_portfolio=traj.final_portfolio.detach()), metrics
 
     @torch.no_grad()
     def _update_slow_critic(self) -> None:

@@ -2,8 +2,9 @@
 
 At the close of each bar t the policy (1) books the bar's realised return `log(close_t / close_{t−1})` on
 the position it has held since t−1 (its own account: position, unrealised PnL, drawdown, exactly as in
-imagination), (2) filters the world model's posterior with the bar's features, and (3) picks the most
-likely position of the actor (deterministic). The position returned for bar t is held over bar t+1.
+imagination), (2) filters the world model's posterior with the bar's features, and (3) takes the actor's
+deterministic decision: the held position clipped into the band actor's no-trade band, or the categorical
+actor's most likely level. The position returned for bar t is held over bar t+1.
 
 Used by the backtest, `dreamer predict` and the MLflow pyfunc model. State is kept between calls, so a
 live caller can feed bars one at a time; `reset()` starts a new flat account from the initial latent.
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from dreamer.agent.checkpoint import load_checkpoint
 from dreamer.agent.imagination import agent_input_size
-from dreamer.agent.networks import Actor
+from dreamer.agent.networks import Actor, BandActor, make_actor
 from dreamer.agent.portfolio import Portfolio
 from dreamer.config import from_mapping
 from dreamer.features.dataset import Normaliser
@@ -36,7 +37,7 @@ class TradingPolicy:
     def __init__(
         self,
         world_model: WorldModel,
-        actor: Actor,
+        actor: Actor | BandActor,
         cfg: DreamerConfig,
         normaliser: Normaliser | None = None,
         meta: dict[str, Any] | None = None,
@@ -54,10 +55,11 @@ class TradingPolicy:
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TradingPolicy:
         """From an agent checkpoint file (or the directory holding `checkpoint.pt`)."""
         saved = load_checkpoint(path, device)
-        cfg = from_mapping(DreamerConfig, saved["config"])
+        # Agents saved before the band actor existed were all categorical REINFORCE actors.
+        cfg = from_mapping(DreamerConfig, {"actor_grad": "reinforce", **saved["config"]})
         world_model = WorldModel(int(saved["obs_dim"]), from_mapping(DreamerConfig, saved["world_model_config"]))
         world_model.load_state_dict(saved["world_model"])
-        actor = Actor(agent_input_size(world_model), cfg)
+        actor = make_actor(agent_input_size(world_model), cfg)
         actor.load_state_dict(
             {k[len("actor.") :]: v for k, v in saved["actor_critic"].items() if k.startswith("actor.")}
         )
@@ -118,7 +120,7 @@ class TradingPolicy:
                 self.portfolio, _ = self.portfolio.step(self.pending, realised[t : t + 1], self.cfg.cost_rate)
             latent = features[t : t + 1] if features is not None else self._filter_step(obs[t])  # [1, ·]
             x = torch.cat([latent, self.portfolio.features()], -1)  # [1, I]
-            self.pending = self.levels[self.actor(x).argmax(-1)]  # [1]
+            self.pending = self.actor.act(x, self.portfolio.position, sample=False)[0]  # [1]
             positions[t] = self.pending[0]
         self.last_close = float(close[-1])
         return positions.cpu().numpy().astype(np.float64)

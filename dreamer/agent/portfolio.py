@@ -51,6 +51,10 @@ class Portfolio:
             [self.position, symlog(self.unrealised * BASIS_POINTS), symlog(self.drawdown * BASIS_POINTS)], -1
         )
 
+    def detach(self) -> Portfolio:
+        """The same account cut from the autograd graph (a band actor's lanes carried to the next update)."""
+        return Portfolio(self.position.detach(), self.unrealised.detach(), self.drawdown.detach())
+
     def to_dict(self) -> dict[str, Tensor]:
         return {"position": self.position, "unrealised": self.unrealised, "drawdown": self.drawdown}
 

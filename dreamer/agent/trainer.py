@@ -94,10 +94,8 @@ def train_policy_in(
     torch.manual_seed(cfg.seed)
     agent = ActorCritic(world_model, cfg).to(device)
     sampler = SequenceSampler(dataset, "train", cfg.sequence_length, cfg.batch_size, seed=cfg.seed, device=device)
-    levels = torch.tensor(cfg.position_levels, device=device)
     num_starts = min(cfg.imagination_starts, cfg.batch_size * cfg.sequence_length)
-    start_positions = levels[torch.randint(len(levels), (num_starts,), device=device)]
-    lanes = dataclasses.replace(Portfolio.flat(num_starts, device), position=start_positions)
+    lanes = dataclasses.replace(Portfolio.flat(num_starts, device), position=random_positions(num_starts, cfg, device))
     step = 0
 
     if checkpoint_path.exists():
@@ -126,15 +124,24 @@ def train_policy_in(
                 _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler)
             if step % 100 == 0:
                 log.info(
-                    "policy step %d/%d: imagined return %.3f, entropy %.3f",
+                    "policy step %d/%d: imagined return %.3f bp, turnover %.3f a bar",
                     step,
                     cfg.policy_steps,
                     metrics["imagined/return"],
-                    metrics["actor/entropy"],
+                    metrics["imagined/turnover"],
                 )
     if not checkpoint_path.exists():  # policy_steps == 0: still a usable (untrained) agent
         _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler)
     return PolicyTrainingResult(checkpoint_path, metrics_path, step, metrics, time.perf_counter() - started)
+
+
+def random_positions(size: int, cfg: DreamerConfig, device: torch.device) -> torch.Tensor:
+    """`[size]` positions the lanes start from: uniform on [−1, 1] for the band actor, uniform over the
+    levels for the categorical one, so the critic sees accounts of every size from the first update."""
+    if cfg.actor_grad == "dynamics":
+        return torch.rand(size, device=device) * 2.0 - 1.0
+    levels = torch.tensor(cfg.position_levels, device=device)
+    return levels[torch.randint(len(levels), (size,), device=device)]
 
 
 def _check_compatible(world_model: WorldModel, dataset: MarketDataset, cfg: DreamerConfig) -> None:

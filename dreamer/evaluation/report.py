@@ -93,7 +93,13 @@ def evaluate_policy(
     draws = bootstrap_sharpe(series, periods, cfg.bootstrap_block, cfg.bootstrap_samples, seed)
     draws["random"] = np.mean([draws.pop(f"random_{i}") for i in range(len(random_runs))], axis=0)
     low, high = confidence_interval(draws["agent"], cfg.confidence)
-    agent_report: dict[str, Any] = {**agent_metrics, "sharpe_ci": [low, high], "sharpe_ci_level": cfg.confidence}
+    agent_report: dict[str, Any] = {
+        **agent_metrics,
+        "sharpe_ci": [low, high],
+        "sharpe_ci_level": cfg.confidence,
+        "sharpe_se": float(np.std(draws["agent"])),  # block-bootstrap standard error
+        **position_concentration(positions),
+    }
     comparison = {}
     for name, metrics in baseline_metrics.items():
         difference = draws["agent"] - draws[name]
@@ -122,6 +128,23 @@ def evaluate_policy(
         },
     }
     return Evaluation(jsonable(report), results, window)
+
+
+DEGENERATE_SHARE = 0.95
+"""A backtest that holds one position on at least this share of its bars is flagged "degenerate policy"."""
+
+
+def position_concentration(positions: np.ndarray) -> dict[str, Any]:
+    """The position held most often, its share of the bars, and whether that makes the policy degenerate
+    (one position nearly all the time: a constant bet, or no trading at all, rather than a decision rule)."""
+    values, counts = np.unique(positions, return_counts=True)
+    top = int(np.argmax(counts))
+    share = float(counts[top] / positions.size)
+    return {
+        "dominant_position": float(values[top]),
+        "dominant_position_share": share,
+        "degenerate": share >= DEGENERATE_SHARE,
+    }
 
 
 def write_plots(

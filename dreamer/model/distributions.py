@@ -94,15 +94,16 @@ def twohot_std(probs: Tensor, bins: Tensor) -> Tensor:
     return variance.clamp_min(0.0).sqrt()
 
 
-def twohot_quantile(probs: Tensor, bins: Tensor, q: float) -> Tensor:
-    """The q-quantile of `probs [..., K]` over `bins`, with the CDF linear between bins: `[...]`.
+def twohot_quantile(probs: Tensor, bins: Tensor, q: float | Tensor) -> Tensor:
+    """The q-quantile of `probs [..., K]` over `bins`, with the CDF linear between bins: `[...]`. `q` is
+    one level or a level per distribution (`[...]`: with uniform levels, an inverse-CDF sample).
 
     Unlike `twohot_std`, quantiles are not dominated by the small mass that a young head still puts on
     the far bins (±symexp(20)), so they measure the spread that the head actually predicts.
     """
     cdf = probs.cumsum(-1)  # [..., K]
-    target = torch.full((*cdf.shape[:-1], 1), q, dtype=cdf.dtype, device=cdf.device)
-    above = torch.searchsorted(cdf.contiguous(), target).clamp(1, bins.shape[0] - 1)  # [..., 1]
+    target = torch.as_tensor(q, dtype=cdf.dtype, device=cdf.device).expand(cdf.shape[:-1]).unsqueeze(-1)
+    above = torch.searchsorted(cdf.contiguous(), target.contiguous()).clamp(1, bins.shape[0] - 1)  # [..., 1]
     cdf_below = cdf.gather(-1, above - 1)
     mass = probs.gather(-1, above).clamp_min(1e-12)
     fraction = ((target - cdf_below) / mass).clamp(0.0, 1.0)

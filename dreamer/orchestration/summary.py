@@ -124,6 +124,13 @@ def _evaluation(evaluation: Mapping[str, Any] | None, promotion: Mapping[str, An
     ci = agent.get("sharpe_ci")
     ci_text = f" (CI {ci[0]:.2f} .. {ci[1]:.2f})" if _finite_pair(ci) else ""
     lines.append(_row("**agent**" + ci_text, agent))
+    if agent.get("degenerate"):
+        lines.insert(
+            4,
+            f"> **Degenerate policy**: the agent holds position {agent.get('dominant_position'):+g} on "
+            f"{agent.get('dominant_position_share', 0.0):.1%} of the test bars: a constant bet, not a trading "
+            "rule. Its numbers say how that bet did in this window, not that the agent learned anything.\n",
+        )
     champion = (promotion or {}).get("champion")
     if champion and champion.get("metrics"):
         lines.append(_row(f"champion v{champion.get('version')} (same window)", champion["metrics"]))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from dreamer.evaluation.report import position_concentration
 from dreamer.orchestration.summary import render_summary, validation_markdown
 
 VALIDATION: dict[str, Any] = {
@@ -110,3 +113,22 @@ def test_validation_report_lists_failures_and_warnings() -> None:
     assert "| no_gaps | warning | no missing bars: 12 of 5,964 rows |" in markdown
     assert "positive_prices" not in markdown
     assert "Full report: `/runs/x/validation/report.html`" in markdown
+
+
+def test_a_policy_that_holds_one_position_is_flagged_degenerate() -> None:
+    run = completed_run()
+    assert "Degenerate policy" not in render_summary(run)
+    run["evaluation"]["agent"] |= {"degenerate": True, "dominant_position": -0.5, "dominant_position_share": 0.994}
+    markdown = render_summary(run)
+    assert "**Degenerate policy**: the agent holds position -0.5 on 99.4% of the test bars" in markdown
+    assert markdown.index("Degenerate policy") < markdown.index("| strategy |")
+
+
+def test_position_concentration_flags_one_position_held_on_95_percent_of_bars() -> None:
+    held = np.r_[np.full(95, 1.0), np.linspace(-1, 0, 5)]
+    assert position_concentration(held) == {
+        "dominant_position": 1.0,
+        "dominant_position_share": 0.95,
+        "degenerate": True,
+    }
+    assert position_concentration(np.r_[np.full(94, 1.0), np.zeros(6)])["degenerate"] is False

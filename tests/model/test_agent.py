@@ -44,18 +44,23 @@ def test_basis_point_rewards_let_advantages_drive_the_policy():
     assert natural["actions/+1"] < 0.4 and natural["actor/entropy"] > 1.4  # ln 5 = 1.61 is uniform
 
 
-def test_updates_are_seeded_and_report_every_metric():
-    first, second = train(TINY_AGENT, 2.0, updates=3), train(TINY_AGENT, 2.0, updates=3)
+@pytest.mark.parametrize("actor_grad", ["dynamics", "reinforce"])
+def test_updates_are_seeded_and_report_every_metric(actor_grad):
+    cfg = dataclasses.replace(TINY_AGENT, actor_grad=actor_grad)
+    first, second = train(cfg, 2.0, updates=3), train(cfg, 2.0, updates=3)
     assert first == second
     expected = {
         "actor/loss",
-        "actor/entropy",
         "actor/advantage_abs",
         "critic/loss",
         "imagined/return",
+        "imagined/turnover",
+        "imagined/hold_fraction",
         "return_norm/scale",
-        *(f"actions/{level:+g}" for level in TINY_AGENT.position_levels),
     }
+    levels = {f"actions/{level:+g}" for level in cfg.position_levels}
+    if actor_grad == "reinforce":
+        expected |= {"actor/entropy", *levels}
+        assert sum(first[-1][name] for name in levels) == pytest.approx(1.0)
     assert expected <= set(first[-1])
-    assert sum(first[-1][f"actions/{level:+g}"] for level in TINY_AGENT.position_levels) == pytest.approx(1.0)
-    assert train(TINY_AGENT, 2.0, updates=3, seed=1) != first
+    assert train(cfg, 2.0, updates=3, seed=1) != first

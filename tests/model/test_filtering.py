@@ -51,7 +51,7 @@ def loss_and_grads(
     [(False, False, 0.01), (True, False, 0.01), (False, True, 0.01), (True, True, 0.0)],
 )
 def test_fused_filtering_matches_the_step_by_step_equations(uses_action: bool, from_state: bool, unimix: float) -> None:
-    cfg = dataclasses.replace(TINY, unimix=unimix, world_model_uses_action=uses_action)
+    cfg = dataclasses.replace(TINY, unimix=unimix, world_model_uses_action=uses_action, actor_grad="reinforce")
     torch.manual_seed(0)
     rssm = RSSM(E, A if uses_action else 0, cfg)
     with torch.no_grad():  # non-trivial norm parameters, so their gradients are tested for real

@@ -53,7 +53,7 @@ def test_evaluation_leaves_the_random_state_and_mode_alone(small_market: MarketD
 
 
 def test_models_with_action_input_are_fed_the_flat_position(small_market: MarketDataset) -> None:
-    model = untrained(dataclasses.replace(TINY, world_model_uses_action=True))
+    model = untrained(dataclasses.replace(TINY, world_model_uses_action=True, actor_grad="reinforce"))
     metrics = forecast_metrics(model, small_market, "test", particles=1)
     assert metrics["open_loop_finite_fraction"] == 1.0
 

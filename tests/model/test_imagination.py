@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from dreamer.agent.imagination import imagine
-from dreamer.agent.networks import Actor
+from dreamer.agent.networks import Actor, BandActor, make_actor
 from dreamer.agent.portfolio import Portfolio
+from dreamer.agent.trainer import random_positions
 from dreamer.evaluation.backtest import run_backtest
 from tests.model.conftest import TINY_AGENT, constant_forecast_world_model, start_states
 
@@ -21,33 +22,70 @@ def test_constant_forecast_helper():
     assert model.predict_return(model.features(state)) == pytest.approx(torch.full((5,), 2e-4), rel=1e-4)
 
 
+@pytest.mark.parametrize("actor_grad", ["dynamics", "reinforce"])
 @pytest.mark.parametrize("penalty", [0.0, 0.5])
-def test_imagined_account_is_the_backtest_account(penalty):
-    cfg = dataclasses.replace(TINY_AGENT, drawdown_penalty=penalty)
+def test_imagined_account_is_the_backtest_account(penalty, actor_grad):
+    """The account is booked on the drawn returns exactly as the backtest books realised ones; the reward is
+    the backtest's net return of the same positions on the *expected* returns, less the drawdown penalty."""
+    cfg = dataclasses.replace(TINY_AGENT, drawdown_penalty=penalty, actor_grad=actor_grad)
     model = constant_forecast_world_model(cfg, -3.0)  # losses for longs: drawdowns happen
     torch.manual_seed(1)
-    actor = Actor(model.feature_size + 3, cfg)
-    start_positions = torch.tensor(cfg.position_levels)[torch.randint(5, (32,))]
+    actor = make_actor(model.feature_size + 3, cfg)
+    start_positions = random_positions(32, cfg, torch.device("cpu"))
     account = dataclasses.replace(Portfolio.flat(32), position=start_positions)
-    traj = imagine(model, actor, start_states(model, 32), account, cfg.imagination_horizon, cfg)
+    with torch.no_grad():
+        traj = imagine(model, actor, start_states(model, 32), account, cfg.imagination_horizon, cfg)
 
     assert traj.inputs.shape == (7, 32, model.feature_size + 3)
-    assert traj.actions.shape == traj.rewards.shape == (6, 32)
+    assert traj.positions.shape == traj.rewards.shape == traj.market_returns.shape == (6, 32)
+    assert (traj.actions is None) == (actor_grad == "dynamics")
+    assert traj.market_returns.std() > 0  # drawn, not the constant forecast
     for lane in range(32):
-        result = run_backtest(
-            traj.positions[:, lane].double().numpy(),
-            traj.predicted_returns[:, lane].double().numpy(),
-            cfg.cost_rate,
-            initial_position=float(start_positions[lane]),
-        )
-        net = result.net_log_returns
-        assert traj.net_returns[:, lane].numpy() == pytest.approx(net, abs=1e-7)
-        log_equity = np.log(result.equity)
+        positions = traj.positions[:, lane].double().numpy()
+        start = float(start_positions[lane])
+        booked = run_backtest(positions, traj.market_returns[:, lane].double().numpy(), cfg.cost_rate, start)
+        expected = run_backtest(positions, traj.predicted_returns[:, lane].double().numpy(), cfg.cost_rate, start)
+        assert traj.net_returns[:, lane].numpy() == pytest.approx(booked.net_log_returns, abs=1e-7)
+        log_equity = np.log(booked.equity)
         drawdown_after = np.maximum.accumulate(log_equity)[1:] - log_equity[1:]  # peak includes the start
-        reward = 1e4 * (net - penalty * drawdown_after)
+        reward = 1e4 * (expected.net_log_returns - penalty * drawdown_after)
         assert traj.rewards[:, lane].numpy() == pytest.approx(reward, abs=1e-3)
         assert traj.final_portfolio.drawdown[lane].item() == pytest.approx(drawdown_after[-1], abs=1e-7)
-        assert traj.final_portfolio.position[lane].item() == result.positions[-1]
+        assert traj.final_portfolio.position[lane].item() == pytest.approx(booked.positions[-1])
+
+
+def test_band_actor_holds_inside_its_band_and_moves_to_the_nearest_edge():
+    actor = BandActor(4, TINY_AGENT)
+    x = torch.zeros(3, 4)
+    low, high = actor(x)
+    assert torch.all(low < high) and torch.all(low > -1) and torch.all(high < 1)
+    assert high[0].item() == pytest.approx(0.05, abs=1e-6)  # the narrow initial band
+    held = torch.tensor([-0.8, 0.01, 0.9])
+    position, index = actor.act(x, held)
+    assert index is None
+    assert position.tolist() == pytest.approx([low[0].item(), 0.01, high[2].item()])
+
+
+def test_the_band_actor_gets_the_exact_pnl_gradient():
+    """One imagined bar: the reward 1e4·log(1 + a·(e^r̂ − 1) − c·|a − held|) differentiated through the
+    band, a = clip(held, low, high), by hand."""
+    cfg = dataclasses.replace(TINY_AGENT, actor_grad="dynamics")
+    model = constant_forecast_world_model(cfg, 2.0)  # +2 bp expected every bar
+    actor = BandActor(model.feature_size + 3, cfg)
+    held = torch.full((8,), 0.5, requires_grad=True)
+    account = dataclasses.replace(Portfolio.flat(8), position=held)
+    traj = imagine(model, actor, start_states(model, 8), account, 1, cfg)
+    traj.rewards.sum().backward()
+
+    high = traj.positions[0, 0].item()  # held 0.5 lies above the initial band: clipped to its upper edge
+    assert high == pytest.approx(0.05, abs=1e-6)
+    gain = np.expm1(2e-4)
+    growth = 1 + high * gain - cfg.cost_rate * (0.5 - high)
+    # a lower upper edge sells more: each unit held less saves nothing of the cost already being paid
+    assert held.grad == pytest.approx(torch.full((8,), -1e4 * cfg.cost_rate / growth), rel=1e-4)
+    d_reward_d_high = 1e4 * (gain + cfg.cost_rate) / growth  # a higher edge: more drift, less sold
+    d_high_d_centre = 1 - high**2  # high = tanh(centre + w)
+    assert actor.mlp.out.bias.grad[0].item() == pytest.approx(8 * d_reward_d_high * d_high_d_centre, rel=1e-3)
 
 
 def test_unrealised_pnl_resets_when_the_position_changes():
@@ -68,5 +106,7 @@ def test_deterministic_imagination_takes_the_mode():
     actor = Actor(model.feature_size + 3, TINY_AGENT)
     start = start_states(model, 16)
     torch.manual_seed(3)
-    greedy = imagine(model, actor, start, Portfolio.flat(16), 4, TINY_AGENT, sample=False)
-    assert torch.equal(greedy.actions[0], actor(greedy.inputs[0]).argmax(-1))
+    cfg = dataclasses.replace(TINY_AGENT, actor_grad="reinforce")
+    with torch.no_grad():
+        greedy = imagine(model, actor, start, Portfolio.flat(16), 4, cfg, sample=False)
+    assert greedy.actions is not None and torch.equal(greedy.actions[0], actor(greedy.inputs[0]).argmax(-1))

@@ -98,7 +98,7 @@ def test_gru_update_gate_starts_biased_towards_keeping_the_state() -> None:
 
 
 def test_actions_are_required_only_when_configured() -> None:
-    cfg = dataclasses.replace(TINY, world_model_uses_action=True)
+    cfg = dataclasses.replace(TINY, world_model_uses_action=True, actor_grad="reinforce")
     rssm = make_rssm(cfg, action_size=5)
     with pytest.raises(ValueError, match="uses_action"):
         rssm.observe(torch.randn(B, T, E))

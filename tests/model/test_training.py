@@ -245,7 +245,7 @@ def test_both_kl_formulations_and_action_input_train(
 ) -> None:
     """With `world_model_uses_action` the recorded market holds no actions of ours: training pairs each bar
     with a random position level (and still reproduces exactly)."""
-    cfg = dataclasses.replace(TINY, kl_formulation=formulation, world_model_uses_action=True)
+    cfg = dataclasses.replace(TINY, kl_formulation=formulation, world_model_uses_action=True, actor_grad="reinforce")
     first = train_world_model(small_market, cfg, tmp_path / "a")
     second = train_world_model(small_market, cfg, tmp_path / "b")
     assert first.steps == cfg.world_model_steps and math.isfinite(first.final_metrics["val/loss/total"])

@@ -105,7 +105,7 @@ def test_encoder_reads_symlog_inputs_so_outliers_stay_finite() -> None:
 
 
 def test_actions_feed_the_dynamics_only_when_configured() -> None:
-    model = make_model(world_model_uses_action=True)
+    model = make_model(world_model_uses_action=True, actor_grad="reinforce")
     assert model.action_dim == len(TINY.position_levels)
     obs, returns = batch()
     with pytest.raises(ValueError, match="uses_action"):
