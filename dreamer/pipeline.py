@@ -192,6 +192,7 @@ def stage_evaluate(
     """Backtest the agent and the baselines on the test split, score the world model's forecasts there,
     draw the plots. Writes `metrics.json`; returns its content plus the file paths."""
     from dreamer.agent.policy import TradingPolicy
+    from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
     from dreamer.evaluation.report import evaluate_policy, jsonable, write_json, write_plots
     from dreamer.features.dataset import MarketDataset
@@ -214,6 +215,10 @@ def stage_evaluate(
         seed=policy.cfg.seed,
     )
     forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
+    critic = load_critic(agent_checkpoint, policy)
+    diagnostics = policy_diagnostics(
+        policy, critic, evaluation.inputs, evaluation.results["agent"], out, seed=dreamer_cfg.seed
+    )
     plots = write_plots(
         evaluation,
         dataset,
@@ -223,7 +228,7 @@ def stage_evaluate(
         context=dreamer_cfg.sequence_length,
         seed=dreamer_cfg.seed,
     )
-    report = {**evaluation.report, "world_model": jsonable(forecasts)}
+    report = {**evaluation.report, "world_model": jsonable(forecasts), "diagnostics": jsonable(diagnostics)}
     metrics_path = write_json(out / "metrics.json", report)
     return {**report, "metrics_path": str(metrics_path), "plots": plots}
 
@@ -247,6 +252,7 @@ def run_report(
             "baselines": evaluation["baselines"],
             "comparison": evaluation["comparison"],
             "world_model": evaluation["world_model"],
+            "diagnostics": evaluation.get("diagnostics"),
             "config": cfg.to_dict(),
             "data": {
                 "source": spec.source,

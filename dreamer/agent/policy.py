@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamer.agent.checkpoint import load_checkpoint
-from dreamer.agent.imagination import agent_input_size
+from dreamer.agent.imagination import agent_input, agent_input_size
 from dreamer.agent.networks import Actor, BandActor, make_actor
 from dreamer.agent.portfolio import Portfolio
 from dreamer.config import from_mapping
@@ -101,29 +101,36 @@ class TradingPolicy:
     def target_positions(self, obs: np.ndarray, close: np.ndarray) -> np.ndarray:
         """`obs [N, F]` (features normalised like the training data) and `close [N]` of consecutive bars
         -> target positions `[N]`, each decided at its bar's close and held over the next bar."""
-        with single_threaded():
-            return self._target_positions(np.asarray(obs, dtype=np.float32), np.asarray(close, dtype=np.float64))
+        return self.decide(obs, close)[0].cpu().numpy().astype(np.float64)
 
-    def _target_positions(self, obs: np.ndarray, close: np.ndarray) -> np.ndarray:
+    @torch.no_grad()
+    def decide(self, obs: np.ndarray, close: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """`target_positions` as tensors, with the agent state each decision was taken from:
+        (positions `[N]`, agent inputs `x [N, D + S·K + 3]`, the actor's and critic's input)."""
+        with single_threaded():
+            return self._decide(np.asarray(obs, dtype=np.float32), np.asarray(close, dtype=np.float64))
+
+    def _decide(self, obs: np.ndarray, close: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if obs.ndim != 2 or close.shape != (obs.shape[0],):
             raise ValueError(f"expected obs [N, F] and close [N], got {obs.shape} and {close.shape}")
+        inputs = torch.empty(len(close), agent_input_size(self.world_model), device=self.device)
+        positions = torch.empty(len(close), device=self.device)
         if len(close) == 0:
-            return np.zeros(0)
+            return positions, inputs
         # The market ignores our orders by default, so the whole window is filtered in one call; with
         # `world_model_uses_action` the latent depends on the previous position and is filtered bar by bar.
         features = None if self.world_model.action_dim else self._filter(obs)  # [N, D + S·K]
         previous = np.concatenate([[np.nan if self.last_close is None else self.last_close], close[:-1]])
         realised = torch.from_numpy(np.log(close / previous)).float().to(self.device)  # [N], NaN: unknown
-        positions = torch.empty(len(close), device=self.device)
         for t in range(len(close)):
             if torch.isfinite(realised[t]):  # book the bar that just closed on the position held over it
                 self.portfolio, _ = self.portfolio.step(self.pending, realised[t : t + 1], self.cfg.cost_rate)
             latent = features[t : t + 1] if features is not None else self._filter_step(obs[t])  # [1, ·]
-            x = torch.cat([latent, self.portfolio.features()], -1)  # [1, I]
-            self.pending = self.actor.act(x, self.portfolio.position, sample=False)[0]  # [1]
+            inputs[t] = agent_input(latent, self.portfolio)[0]
+            self.pending = self.actor.act(inputs[t : t + 1], self.portfolio.position, sample=False)[0]  # [1]
             positions[t] = self.pending[0]
         self.last_close = float(close[-1])
-        return positions.cpu().numpy().astype(np.float64)
+        return positions, inputs
 
     def _filter(self, obs: np.ndarray) -> torch.Tensor:
         """Posterior filtering over `obs [N, F]` from the current latent -> features `[N, D + S·K]`."""

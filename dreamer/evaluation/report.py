@@ -45,6 +45,7 @@ class Evaluation:
     report: dict[str, Any]  # JSON-ready: agent, baselines, comparison, window
     results: dict[str, BacktestResult]  # agent and baselines (random: its first seed)
     window: EvaluationWindow
+    inputs: torch.Tensor  # [N, I] the agent state of each decision (`TradingPolicy.decide`)
 
 
 def evaluate_policy(
@@ -64,7 +65,8 @@ def evaluate_policy(
     first = int(window.rows[0])
     policy.reset(seed)
     policy.warm_up(dataset.obs[max(0, first - warm_up_bars) : first])
-    positions = policy.target_positions(dataset.obs[window.rows], dataset.close[window.rows])  # [N]
+    decided, inputs = policy.decide(dataset.obs[window.rows], dataset.close[window.rows])  # [N], [N, I]
+    positions = decided.cpu().numpy().astype(np.float64)
     agent = run_backtest(positions, window.log_returns, cost_rate)
     agent_metrics = compute_metrics(agent, periods)
 
@@ -127,7 +129,7 @@ def evaluate_policy(
             "bootstrap_samples": cfg.bootstrap_samples,
         },
     }
-    return Evaluation(jsonable(report), results, window)
+    return Evaluation(jsonable(report), results, window, inputs)
 
 
 DEGENERATE_SHARE = 0.95

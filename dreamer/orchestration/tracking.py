@@ -145,11 +145,16 @@ class FlowTracking:
 
 
 def start_flow_run(
-    run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], uri: str | None = None
+    run_name: str,
+    tags: Mapping[str, Any],
+    params: Mapping[str, Any],
+    uri: str | None = None,
+    experiment: str | None = None,
 ) -> FlowTracking:
-    """Create the parent run of a pipeline run, with its tags and params."""
+    """Create the parent run of a pipeline run (in `experiment`, default `ensure_experiment`'s), with its
+    tags and params."""
     mlflow_client = client(uri)
-    experiment_id = ensure_experiment(mlflow_client)
+    experiment_id = ensure_experiment(mlflow_client, experiment)
     run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=_strings(tags))
     tracking = FlowTracking(mlflow_client.tracking_uri, experiment_id, run.info.run_id)
     tracking.logger().params(params)
