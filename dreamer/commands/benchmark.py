@@ -28,8 +28,6 @@ finished cases, so an interrupted benchmark resumes.
 
 
 def register(subparsers: Any) -> None:
-    from dreamer.synthetic import MARKETS
-
     parser = add_command(
         subparsers,
         "benchmark",
@@ -37,7 +35,11 @@ def register(subparsers: Any) -> None:
         description=__doc__ or "",
         examples=EXAMPLES,
     )
-    parser.add_argument("--markets", nargs="+", default=list(MARKETS), choices=MARKETS, help="markets to run")
+    parser.add_argument(
+        "--markets",
+        nargs="+",
+        help="markets to run (default: all of regime, ou, garch, random_walk, random_walk_leaked)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 … N−1 per market (default 3)")
     add_config_arg(parser)
     parser.add_argument("--bars", type=int, default=60_000, help="5-minute bars per market (default 60,000)")
@@ -57,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     if args.bars < 20_000:
         raise ConfigError(f"--bars must be >= 20000 (warm-up, three splits and purge gaps), got {args.bars}")
+    from dreamer.synthetic import MARKETS
+
     cfg = load_config(args.config)
+    args.markets = args.markets or list(MARKETS)
     todo = cases(args.markets, range(args.seeds))
     tracking = _start_tracking(args, cfg.flat_params(), len(todo))
 

@@ -22,6 +22,8 @@ Loss (names as in the DreamerV3 paper), one scalar and one backward per update:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -49,6 +51,14 @@ class WorldModel(nn.Module):
         self.reward = TwoHotHead(
             self.feature_size, hidden, layers, cfg.num_bins, cfg.bins_low, cfg.bins_high, unit=cfg.return_unit
         )
+        # E[r̂ − r] over the train split, subtracted from every return forecast (`calibrate_return_mean`)
+        self.return_offset: Tensor
+        self.register_buffer("return_offset", torch.zeros(()))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints written before the calibration existed carry no offset: theirs is 0
+        state_dict.setdefault(prefix + "return_offset", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # --- inference API (used by the agent and the evaluation) -----------------------------------
 
@@ -74,12 +84,14 @@ class WorldModel(nn.Module):
         return torch.cat([state.h, state.z], -1)
 
     def predict_return(self, features: Tensor) -> Tensor:
-        """Expected next-bar log return in natural units: `[...]`."""
-        return self.reward.mean(features)
+        """Expected next-bar log return in natural units, calibrated (`calibrate_return_mean`): `[...]`."""
+        return self.reward.mean(features) - self.return_offset
 
     def return_distribution(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        """(probs `[..., num_bins]`, bin values `[num_bins]` as natural log returns)."""
-        return self.reward.distribution(features)
+        """(probs `[..., num_bins]`, bin values `[num_bins]` as natural log returns, shifted by the calibration
+        so that the distribution's mean is `predict_return`)."""
+        probs, values = self.reward.distribution(features)
+        return probs, values - self.return_offset
 
     # --- training -------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from dreamer.features.sampler import SequenceSampler
 from dreamer.model.distributions import categorical_kl
 from dreamer.model.world_model import WorldModel
 from dreamer.training import CheckpointError, NonFiniteError, load_world_model, train_world_model
+from dreamer.training import world_model as training_module
 from dreamer.training.checkpoint import read_checkpoint
 from tests.model.conftest import LOSS_TERMS, SMALL, TINY
 
@@ -208,6 +209,34 @@ def test_checkpoint_is_self_contained_and_loads_for_inference(small_market: Mark
     assert extra["meta"] == {"symbol": "SYNTH", "interval": "5"}
     assert extra["metrics"] == result.final_metrics and "val/loss/total" in extra["metrics"]
     assert states_equal(model.state_dict(), read_checkpoint(result.checkpoint)["model"])
+
+
+def test_return_forecasts_are_calibrated_to_the_train_splits_mean(small_market: MarketDataset, tmp_path: Path) -> None:
+    """After training, the posterior return forecasts over the train split's windows average exactly the
+    realised mean return there: the twohot head's bias is taken out (`calibrate_return_mean`)."""
+    result = train_world_model(small_market, TINY, tmp_path)
+    model, _, _ = load_world_model(tmp_path, "cpu")
+    offset = float(model.return_offset)
+    assert offset != 0.0 and result.final_metrics["calibration/return_offset_bps"] == pytest.approx(offset * 1e4)
+    errors = []
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(training_module._VALIDATION_SEED)  # the calibration's own latent samples
+        sampler = SequenceSampler(small_market, "train", TINY.sequence_length, TINY.batch_size)
+        for obs, target in sampler.iter_windows():
+            forecast = model.predict_return(model.features(model.observe(obs))).double()
+            errors.append((forecast - target.double())[torch.isfinite(target)])
+    assert torch.cat(errors).mean().item() == pytest.approx(0.0, abs=1e-9)
+    features = model.features(model.initial_state(1))
+    _, values = model.return_distribution(features)  # drawn returns are shifted like the mean
+    assert torch.equal(values, model.reward.distribution(features)[1] - model.return_offset)
+
+
+def test_checkpoints_without_a_calibration_load_with_none() -> None:
+    model = WorldModel(3, TINY)
+    state = {k: v for k, v in model.state_dict().items() if k != "return_offset"}
+    model.return_offset.fill_(1.0)
+    model.load_state_dict(state)  # strict: the missing offset is supplied, not an error
+    assert float(model.return_offset) == 0.0
 
 
 def test_unreadable_checkpoints_are_clear_errors(tmp_path: Path) -> None:
