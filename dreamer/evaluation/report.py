@@ -134,16 +134,19 @@ def evaluate_policy(
 
 DEGENERATE_SHARE = 0.95
 """A backtest that holds one position on at least this share of its bars is flagged "degenerate policy"."""
+POSITION_GRID = 0.1
+"""Positions are compared on this grid: a band actor's long that drifts between 0.96 and 0.99 is one position."""
 
 
 def position_concentration(positions: np.ndarray) -> dict[str, Any]:
-    """The position held most often, its share of the bars, and whether that makes the policy degenerate
-    (one position nearly all the time: a constant bet, or no trading at all, rather than a decision rule)."""
-    values, counts = np.unique(positions, return_counts=True)
+    """The position held most often (to the nearest `POSITION_GRID`), its share of the bars, and whether that
+    makes the policy degenerate (one position nearly all the time: a constant bet, or no trading at all,
+    rather than a decision rule)."""
+    values, counts = np.unique(np.round(positions / POSITION_GRID) * POSITION_GRID, return_counts=True)
     top = int(np.argmax(counts))
     share = float(counts[top] / positions.size)
     return {
-        "dominant_position": float(values[top]),
+        "dominant_position": round(float(values[top]), 6) + 0.0,  # + 0.0: no "-0.0"
         "dominant_position_share": share,
         "degenerate": share >= DEGENERATE_SHARE,
     }

@@ -132,3 +132,9 @@ def test_position_concentration_flags_one_position_held_on_95_percent_of_bars() 
         "degenerate": True,
     }
     assert position_concentration(np.r_[np.full(94, 1.0), np.zeros(6)])["degenerate"] is False
+    drifting_long = np.r_[np.linspace(0.96, 0.999, 96), np.full(4, -1.0)]  # a band actor's near-constant long
+    assert position_concentration(drifting_long) == {
+        "dominant_position": 1.0,
+        "dominant_position_share": 0.96,
+        "degenerate": True,
+    }
