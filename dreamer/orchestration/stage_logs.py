@@ -36,8 +36,13 @@ HEADLINE = ("sharpe", "sortino", "calmar", "total_return", "cagr", "max_drawdown
 
 
 def log_ingest(run: RunLogger, result: Mapping[str, Any]) -> None:
+    """The klines run's counts, and the funding run's (if any) as `funding.*`; the whole report as ingest.json."""
     run.tags({"source": result.get("source"), "status": result.get("status")})
-    run.metrics({key: result[key] for key in INGEST_COUNTS if key in result})
+    funding = result.get("funding") or {}
+    run.metrics(
+        {key: result[key] for key in INGEST_COUNTS if key in result}
+        | {f"funding.{key}": funding[key] for key in INGEST_COUNTS if key in funding}
+    )
     run.dict_artifact(result, "ingest.json")
 
 

@@ -1,4 +1,4 @@
-"""Helpers for the data-tier tests: a client wired to a fake clock, and tables as exact arrays."""
+"""Helpers for the data-tier tests: a client wired to a fake clock, and tables (klines, funding) as exact arrays."""
 
 from __future__ import annotations
 
@@ -56,3 +56,22 @@ def assert_table_equals(db_path: Path, rows: list[list[str]], **series: str) -> 
     assert len(times) == len(expected_times), (len(times), len(expected_times))
     np.testing.assert_array_equal(times, expected_times)
     np.testing.assert_array_equal(values, expected_values)  # NaN == NaN here (NULL turnover)
+
+
+def stored_funding(db_path: Path, category: str = "linear", symbol: str = "BTCUSDT") -> tuple[np.ndarray, np.ndarray]:
+    """The stored settlements as (funding_time_ms [N] int64, funding_rate [N] float64)."""
+    con = store.connect(db_path, read_only=True)
+    try:
+        frame = store.read_funding(con, category, symbol)
+    finally:
+        con.close()
+    return frame["funding_time_ms"].to_numpy(), frame["funding_rate"].to_numpy()
+
+
+def assert_funding_equals(db_path: Path, rows: list[tuple[str, str]], **series: str) -> None:
+    """The stored funding history holds exactly `rows` (text pairs as served or written): same settlements,
+    bit-identical rates, nothing else."""
+    times, rates = stored_funding(db_path, **series)
+    assert len(times) == len(rows), (len(times), len(rows))
+    np.testing.assert_array_equal(times, np.array([int(time_ms) for time_ms, _ in rows], dtype=np.int64))
+    np.testing.assert_array_equal(rates, np.array([float(rate) for _, rate in rows], dtype=np.float64))
