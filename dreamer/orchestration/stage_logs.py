@@ -59,6 +59,7 @@ def log_validation(run: RunLogger, summary: Mapping[str, Any], report_dir: str |
             "warnings": len(summary.get("warnings", [])),
             "expectations": len(outcomes),
             "expectations_met": sum(bool(o.get("success")) for o in outcomes),
+            "funding_settlements": (summary.get("funding") or {}).get("settlements"),
         }
     )
     if report_dir is not None and Path(report_dir).is_dir():
