@@ -65,11 +65,10 @@ def funding_row_problems(rates: FundingRates) -> RowProblems:
     and rates that are not finite. Plausibility (bounds, spacing) is the validation gate's job: a stored
     rate is whatever the source said, never a repaired one."""
     times = rates.funding_time_ms
+    not_after_previous = np.zeros(len(times), dtype=bool)  # also right for an empty page
+    not_after_previous[1:] = np.diff(times) <= 0
     checks = [
-        (
-            np.r_[False, np.diff(times) <= 0],
-            "settlement time {} is not after the previous row's (duplicate or unsorted)",
-        ),
+        (not_after_previous, "settlement time {} is not after the previous row's (duplicate or unsorted)"),
         (~np.isfinite(rates.funding_rate), "funding_rate must be a finite number"),
     ]
     return collect_problems(checks, times)

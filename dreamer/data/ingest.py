@@ -3,8 +3,9 @@
 A Bybit run walks the asked range in consecutive windows (oldest first: at most 1000 candles, or
 `FUNDING_WINDOW_MS` of funding settlements) and commits each page in its own transaction, together with
 the run's row in `ingestion_runs`: a run killed at any moment keeps every committed page, and the next run
-resumes after the newest stored candle (settlement). Gaps in stored klines are reported (report and log),
-never filled; the spacing of funding settlements is the validation gate's to judge.
+resumes after the newest stored candle (from the newest stored settlement, which comes back unchanged).
+Gaps in stored klines are reported (report and log), never filled; the spacing of funding settlements is
+the validation gate's to judge.
 
 On the perpetual categories (linear, inverse) `ingest_bybit` also fetches the funding history covering the
 klines it stored, with the same client (one pacing and retry budget), unless told not to.
@@ -439,20 +440,19 @@ def ingest_bybit(
 
 
 def _funding_range(con: duckdb.DuckDBPyConnection, klines: _Run, interval: Interval) -> tuple[int, int] | None:
-    """The settlements to fetch after a klines run: from the run's first candle (or earlier, right after
-    the newest stored settlement, when funding lags the klines) to the close of the last candle covered
-    (or of the newest stored one, when the run found nothing new). None when no candle is stored."""
+    """The settlements to fetch after a klines run: from the run's first candle, or earlier where funding
+    lags the stored klines (from the newest stored settlement, or from the first stored candle when none
+    is stored), to the close of the last candle covered (of the newest stored one when the run found
+    nothing new). None when no candle is stored."""
     report = klines.report
-    last_candle = klines.covered_end_ms
-    if last_candle is None:
-        last_candle = store.last_open_time(con, report.category, report.symbol, interval.code)
-    if last_candle is None or klines.first_ms is None:
+    span = store.stored_span(con, report.category, report.symbol, interval.code)
+    if span is None or klines.first_ms is None:
         return None
-    end_ms = interval.shift_one(last_candle, 1)
-    start_ms = klines.first_ms
+    first_candle, newest_candle = span
+    end_ms = interval.shift_one(klines.covered_end_ms if klines.covered_end_ms is not None else newest_candle, 1)
     last_settlement = store.last_funding_time(con, report.category, report.symbol)
-    if last_settlement is not None:
-        start_ms = min(start_ms, last_settlement + 1)
+    funding_from = first_candle if last_settlement is None else max(last_settlement, first_candle)
+    start_ms = min(klines.first_ms, funding_from)
     return (start_ms, end_ms) if start_ms <= end_ms else None
 
 
@@ -475,7 +475,9 @@ def ingest_funding_bybit(
 
     `start`/`end` are inclusive bounds on the settlement time (epoch ms, ISO date/datetime). No `start`:
     resume after the newest stored settlement (an error when none is stored). No `end`: up to Bybit's
-    clock. The other arguments are `ingest_bybit`'s."""
+    clock. The other arguments are `ingest_bybit`'s. A resumed run asks for the newest stored settlement
+    again (it comes back unchanged): Bybit's bounds are inclusive, and a clean start time reads better in the
+    log than one a millisecond after a settlement."""
     category, symbol = require_funding_category(category), parse_symbol(symbol)
     start_ms, end_ms = _bounds(start, end)
     client = _client(client, base_url, testnet, max_requests_per_second, retry, timeout_s)
@@ -489,7 +491,7 @@ def ingest_funding_bybit(
                     f"no funding is stored for {category} {symbol} in {db_path} yet: give a start "
                     "(e.g. --start 2025-01-01) for the first run; later runs resume on their own"
                 )
-            start_ms = stored_last + 1
+            start_ms = stored_last
         run = _Run.start(
             con, str(db_path), "bybit", client.base_url, category, symbol, None, requested_start_ms, end_ms
         )

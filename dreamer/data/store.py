@@ -162,11 +162,17 @@ def read_klines(
     return frame
 
 
+def stored_span(con: duckdb.DuckDBPyConnection, category: str, symbol: str, interval: str) -> tuple[int, int] | None:
+    """Starts (epoch ms) of the first and the newest stored candle of the series, None when it has none."""
+    params = {"category": category, "symbol": symbol, "interval": interval}
+    [(first, last)] = con.execute(sql("klines_span.sql"), params).fetchall()
+    return None if first is None else (int(first), int(last))
+
+
 def last_open_time(con: duckdb.DuckDBPyConnection, category: str, symbol: str, interval: str) -> int | None:
     """Start (epoch ms) of the newest stored candle of the series, None when it has none."""
-    params = {"category": category, "symbol": symbol, "interval": interval}
-    [row] = con.execute(sql("klines_last_open_time.sql"), params).fetchall()
-    return None if row[0] is None else int(row[0])
+    span = stored_span(con, category, symbol, interval)
+    return None if span is None else span[1]
 
 
 def read_funding(

@@ -75,3 +75,14 @@ def assert_funding_equals(db_path: Path, rows: list[tuple[str, str]], **series: 
     assert len(times) == len(rows), (len(times), len(rows))
     np.testing.assert_array_equal(times, np.array([int(time_ms) for time_ms, _ in rows], dtype=np.int64))
     np.testing.assert_array_equal(rates, np.array([float(rate) for _, rate in rows], dtype=np.float64))
+
+
+def generated_funding_rows(count: int, start_ms: int, every_hours: int = 8, seed: int = 0) -> list[tuple[str, str]]:
+    """`count` settlements every `every_hours` from `start_ms`, rates written as Bybit writes them (plain
+    decimals without trailing zeros). Test data for paging and resume only, never presented as market data."""
+    rng = np.random.default_rng(seed)
+    rates = np.round(rng.normal(1e-4, 2e-4, count), 8)
+    return [
+        (str(start_ms + i * every_hours * 3_600_000), np.format_float_positional(rate, trim="-"))
+        for i, rate in enumerate(rates)
+    ]
