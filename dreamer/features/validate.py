@@ -304,15 +304,14 @@ def build_suite(cfg: ValidationConfig, columns: Sequence[str], expected_bars: in
     """The expectations, in report order. `expected_bars` turns gap shares into counts of missing bars."""
     import great_expectations.expectations as gxe
 
-    check = _check
     max_missing = math.floor(cfg.max_gap_fraction * expected_bars)
     warn_missing = math.floor(cfg.warn_gap_fraction * expected_bars)
     checks = [
-        check(f"not_null_{column}", f"{column} is never null", gxe.ExpectColumnValuesToNotBeNull(column=column))
+        _check(f"not_null_{column}", f"{column} is never null", gxe.ExpectColumnValuesToNotBeNull(column=column))
         for column in REQUIRED_COLUMNS
     ]
     checks += [
-        check(
+        _check(
             f"{a}_ge_{b}",
             f"{a} >= {b}",
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
@@ -322,52 +321,54 @@ def build_suite(cfg: ValidationConfig, columns: Sequence[str], expected_bars: in
         for a, b in (("high", "open"), ("high", "close"), ("high", "low"), ("open", "low"), ("close", "low"))
     ]
     checks += [
-        check("low_positive", "low > 0", gxe.ExpectColumnValuesToBeBetween(column="low", min_value=0, strict_min=True)),
-        check("volume_non_negative", "volume >= 0", gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0)),
+        _check(
+            "low_positive", "low > 0", gxe.ExpectColumnValuesToBeBetween(column="low", min_value=0, strict_min=True)
+        ),
+        _check("volume_non_negative", "volume >= 0", gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0)),
     ]
     if "turnover" in columns:
         checks.append(
-            check(
+            _check(
                 "turnover_non_negative",
                 "turnover >= 0 where present (NULL allowed: CSV sources carry none)",
                 gxe.ExpectColumnValuesToBeBetween(column="turnover", min_value=0),
             )
         )
     checks += [
-        check(
+        _check(
             "open_time_unique",
             "one bar per open_time (no duplicates)",
             gxe.ExpectColumnValuesToBeUnique(column="open_time_ms"),
         ),
-        check(
+        _check(
             "open_time_increasing",
             "open_time strictly increasing in stored order",
             gxe.ExpectColumnValuesToBeIncreasing(column="open_time_ms", strictly=True),
         ),
-        check(
+        _check(
             "open_time_aligned",
             "open_time on the interval grid",
             gxe.ExpectColumnValuesToBeInSet(column="aligned", value_set=[True]),
         ),
-        check(
+        _check(
             "gap_share",
             f"missing bars <= {max_missing:,} ({cfg.max_gap_fraction:.2%} of {expected_bars:,} expected bars)",
             gxe.ExpectColumnSumToBeBetween(column="missing_bars_before", max_value=max_missing),
         ),
-        check(
+        _check(
             "gaps_warning",
             f"missing bars <= {warn_missing:,} ({cfg.warn_gap_fraction:.2%} of {expected_bars:,} expected bars)",
             gxe.ExpectColumnSumToBeBetween(column="missing_bars_before", max_value=warn_missing),
             severity="warning",
         ),
-        check(
+        _check(
             "no_absurd_jump",
             f"|log return between consecutive bars| <= {cfg.max_abs_log_return}",
             gxe.ExpectColumnValuesToBeBetween(
                 column="log_return", min_value=-cfg.max_abs_log_return, max_value=cfg.max_abs_log_return
             ),
         ),
-        check(
+        _check(
             "large_moves_warning",
             f"|log return between consecutive bars| <= {cfg.warn_abs_log_return}",
             gxe.ExpectColumnValuesToBeBetween(
@@ -375,7 +376,7 @@ def build_suite(cfg: ValidationConfig, columns: Sequence[str], expected_bars: in
             ),
             severity="warning",
         ),
-        check(
+        _check(
             "enough_rows", f"at least {cfg.min_rows:,} rows", gxe.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows)
         ),
     ]
