@@ -61,9 +61,10 @@ FUNDING_PATH = "/v5/market/funding/history"
 FUNDING_LIMIT = 200
 HOUR_MS = 3_600_000
 FUNDING_WINDOW_MS = (FUNDING_LIMIT - 1) * HOUR_MS
-"""The span of time one funding request asks for. Bybit settles at most hourly, on the hour, so such a
-window (end exclusive) holds at most 199 settlements and its page is never full; were the schedule ever
-denser, the full page would be split (`BybitClient.fetch_funding`), so correctness never rests on this."""
+"""The span of time one funding request of an ingestion run asks for, `[start, start + span - 1 ms]`. Bybit
+settles at most hourly, on the hour, so such a window holds at most 199 settlements and its page is never
+full; were the schedule ever denser, the full page would be split (`BybitClient.fetch_funding`), so
+correctness never rests on this, only the number of requests does."""
 RETRYABLE_RET_CODES = {10000: "server timeout", 10016: "server error"}
 RATE_LIMIT_RET_CODES = {10006: "too many visits", 10018: "IP rate limit exceeded"}
 RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
