@@ -17,7 +17,9 @@ def fast_client(fake: FakeBybit, clock: FakeClock | None = None, **overrides: ob
     clock = clock or FakeClock()
     settings: dict[str, object] = {
         "base_url": fake.url,
-        "timeout_s": 0.25,
+        # Above the ~0.3 s a full garbage collection of this test process (torch, MLflow, Prefect and GX
+        # imported) can take, so that a pause never reads as a timeout; the fake's `slow` fault outlasts it.
+        "timeout_s": 1.0,
         "max_requests_per_second": 10.0,
         "retry": RetryPolicy(max_attempts=4, backoff_base_s=0.5, max_backoff_s=8.0),
         "sleep": clock.sleep,

@@ -160,7 +160,7 @@ class FakeBybit:
         funding: dict[tuple[str, str], FundingSeries] | None = None,
         now_ms: int | None = None,
         order: str = "newest_first",
-        slow_s: float = 0.5,
+        slow_s: float = 1.5,
         reset_after_ms: int = 1500,
     ) -> None:
         assert order in ("newest_first", "oldest_first"), order
