@@ -29,9 +29,10 @@ from dreamer.features.dataset import MarketDataset
 from dreamer.features.sampler import SequenceSampler
 from dreamer.features.split import make_dataset
 from dreamer.features.validate import validate_series
-from dreamer.paths import PROJECT_ROOT, SAMPLE_CSV
+from dreamer.paths import PROJECT_ROOT, SAMPLE_CSV, SAMPLE_FUNDING_CSV
 
 SHARED_BTC = PROJECT_ROOT.parent / "shared" / "data" / "bybit_BTCUSDT_5m_2025-01_2026-07.csv.gz"
+SHARED_BTC_FUNDING = SHARED_BTC.with_name("bybit_BTCUSDT_funding_8h_2025-01_2026-07.csv")
 
 
 def emit(record: dict[str, Any]) -> None:
@@ -113,12 +114,14 @@ def bench_sampler(device: str, threads: int, batch_size: int = 16, seq_len: int 
 
 
 def bench_features() -> None:
-    source, start, end = (
-        (SHARED_BTC, "2025-01-01", "2025-12-31 23:55") if SHARED_BTC.exists() else (SAMPLE_CSV, None, None)
+    source, funding, start, end = (
+        (SHARED_BTC, SHARED_BTC_FUNDING, "2025-01-01", "2025-12-31 23:55")
+        if SHARED_BTC.exists()
+        else (SAMPLE_CSV, SAMPLE_FUNDING_CSV, None, None)
     )
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.duckdb"
-        ingest_csv(db, source, "linear", "BTCUSDT", "5")
+        ingest_csv(db, source, "linear", "BTCUSDT", "5", funding_path=funding)  # the gate checks funding too
         con = store.connect(db, read_only=True)
         try:
             features = build_features(con, "linear", "BTCUSDT", "5", start=start, end=end)

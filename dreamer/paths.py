@@ -11,6 +11,8 @@ BUNDLED_CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 SAMPLE_DIR = Path(__file__).resolve().parent / "resources" / "sample"
 SAMPLE_CSV = SAMPLE_DIR / "bybit_BTCUSDT_5m_2026-01_2026-07.csv.gz"
 """Real Bybit linear-perpetual BTCUSDT 5-minute klines, 2026-01-01 00:00 to 2026-07-21 16:55 UTC."""
+SAMPLE_FUNDING_CSV = SAMPLE_DIR / "bybit_BTCUSDT_funding_8h_2026-01_2026-07.csv"
+"""Real Bybit BTCUSDT funding settlements over the sample's candles: every 8 h, 2026-01-01 00:00 to 2026-07-21 16:00."""
 
 DB_ENV = "DREAMER_DB"
 DEFAULT_DB = Path("data") / "dreamer.duckdb"

@@ -38,13 +38,14 @@ RUN_REPORT = "metrics.json"
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which market a run trades and where its klines come from."""
+    """Which market a run trades and where its klines (and, on perpetuals, funding settlements) come from."""
 
     source: Source = "bybit"
     symbol: str = "BTCUSDT"
     interval: str = "5"
     category: str = "linear"
     path: str | None = None  # csv: the kline file
+    funding_path: str | None = None  # csv: the funding file (funding_time_ms,funding_rate) of a perpetual
     start: str | None = None  # first candle start (ISO date/time, UTC) of the bars the run uses
     end: str | None = None  # last candle start (inclusive)
     lookback_days: int | None = None  # without start: this many days before end (or the newest stored bar)
@@ -57,6 +58,8 @@ class DataSpec:
             raise ConfigError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.source == "csv" and not self.path:
             raise ConfigError("source csv needs a path to the kline file")
+        if self.funding_path and self.source != "csv":
+            raise ConfigError(f"funding_path is for source csv (source {self.source} brings its own funding)")
         if self.lookback_days is not None and self.lookback_days < 1:
             raise ConfigError(f"lookback_days must be >= 1, got {self.lookback_days}")
         # Normalise spellings ("btcusdt", "5m" are rejected or canonicalised by the data layer).
@@ -76,14 +79,18 @@ class DataSpec:
 
 
 def stage_ingest(spec: DataSpec, db_path: str | Path) -> dict[str, Any]:
-    """Bring the klines of `spec` into the DuckDB file `db_path` (incremental and idempotent)."""
+    """Bring the klines of `spec` into the DuckDB file `db_path` (incremental and idempotent), and on the
+    perpetual categories the funding settlements covering them: fetched from Bybit, the sample's own, or
+    `spec.funding_path` for a CSV source. The result is the klines' report, the funding run's as `funding`."""
     from dreamer.data.ingest import ingest_bybit, ingest_csv, ingest_sample
 
     if spec.source == "sample":
         report = ingest_sample(db_path)
     elif spec.source == "csv":
         assert spec.path is not None
-        report = ingest_csv(db_path, spec.path, spec.category, spec.symbol, spec.interval)
+        report = ingest_csv(
+            db_path, spec.path, spec.category, spec.symbol, spec.interval, funding_path=spec.funding_path
+        )
     else:
         from dreamer.data import store
 

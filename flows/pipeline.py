@@ -91,6 +91,15 @@ def ingest(spec: DataSpec, db_path: str, parent: FlowTracking) -> dict[str, Any]
         result.get("effective_start"),
         result.get("effective_end"),
     )
+    funding = result.get("funding")
+    if funding:
+        get_run_logger().info(
+            "ingested funding: %s new, %s updated settlements; covered %s .. %s",
+            funding.get("rows_inserted"),
+            funding.get("rows_updated"),
+            funding.get("effective_start"),
+            funding.get("effective_end"),
+        )
     return result
 
 
@@ -230,6 +239,7 @@ def run_inputs(
     lookback_days: int | None = 365,
     config: str = "default",
     path: str | None = None,
+    funding_path: str | None = None,
     start: str | None = None,
     end: str | None = None,
     base_url: str | None = None,
@@ -243,6 +253,7 @@ def run_inputs(
         interval=str(interval),
         category=category,
         path=path,
+        funding_path=funding_path,
         start=start,
         end=end,
         lookback_days=lookback_days,
@@ -271,6 +282,7 @@ def dreamer_flow(
     config: str = "default",
     db_path: str | None = None,
     path: str | None = None,
+    funding_path: str | None = None,
     start: str | None = None,
     end: str | None = None,
     base_url: str | None = None,
@@ -280,7 +292,8 @@ def dreamer_flow(
     run_dir: str | None = None,
 ) -> dict[str, Any]:
     """One pipeline run. `config`: a bundled config name (tiny, demo, default) or a YAML path; `db_path`:
-    the DuckDB file (default $DREAMER_DB or data/dreamer.duckdb); `path`: the kline file for source csv;
+    the DuckDB file (default $DREAMER_DB or data/dreamer.duckdb); `path`: the kline file for source csv,
+    `funding_path` its funding file (perpetuals: the validation gate requires funding covering the klines);
     `start`/`end`: explicit bounds (ISO UTC) instead of the `lookback_days` before the newest stored bar
     (`lookback_days` null: every stored bar); `base_url`: Bybit's (default $DREAMER_BYBIT_URL or mainnet);
     `seed`/`device`: override the config's; `threads`: torch CPU threads of the training and evaluation
@@ -298,6 +311,7 @@ def dreamer_flow(
         lookback_days=lookback_days,
         config=config,
         path=path,
+        funding_path=funding_path,
         start=start,
         end=end,
         base_url=base_url,

@@ -1,5 +1,5 @@
-INSERT INTO ingestion_runs (source, source_detail, category, symbol, interval, requested_start, requested_end,
+INSERT INTO ingestion_runs (kind, source, source_detail, category, symbol, interval, requested_start, requested_end,
                             status, started_at)
-VALUES ($source, $source_detail, $category, $symbol, $interval, $requested_start, $requested_end,
+VALUES ($kind, $source, $source_detail, $category, $symbol, $interval, $requested_start, $requested_end,
         'running', $started_at)
 RETURNING id;

@@ -1,4 +1,4 @@
-"""Kline frames for the feature, validation and split tests.
+"""Kline and funding frames for the feature, validation and split tests.
 
 `sample_klines` is the real bundled sample. `synthetic_klines` is a seeded random walk used only where a
 test needs a property real data cannot be made to have on demand (gaps at chosen bars); it never stands in
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dreamer.paths import SAMPLE_CSV
+from dreamer.paths import SAMPLE_CSV, SAMPLE_FUNDING_CSV
 
 BAR_MS = 300_000  # 5-minute bars
 
@@ -26,6 +26,12 @@ def read_kline_csv(path: Path, rows: int | None = None) -> pd.DataFrame:
 
 def sample_klines(rows: int | None = None) -> pd.DataFrame:
     return read_kline_csv(SAMPLE_CSV, rows)
+
+
+def read_funding_csv(path: Path = SAMPLE_FUNDING_CSV) -> pd.DataFrame:
+    """A `funding_time_ms,funding_rate` file as `dreamer.data.store.read_funding` returns it (default: the
+    bundled sample's BTCUSDT settlements)."""
+    return pd.read_csv(path, dtype={"funding_time_ms": "int64", "funding_rate": "float64"})
 
 
 def synthetic_klines(n: int, missing: tuple[range, ...] = (), seed: int = 0) -> pd.DataFrame:

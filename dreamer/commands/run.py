@@ -11,7 +11,8 @@ from dreamer.commands.common import add_config_arg, add_db_arg, add_market_args
 
 EXAMPLES = """examples:
   dreamer run --source sample --config demo --seed 0 --metrics-out demo.json
-  dreamer run --source csv --path ../shared/data/bybit_ETHUSDT_5m_2025-01_2026-07.csv.gz --symbol ETHUSDT \\
+  dreamer run --source csv --path ../shared/data/bybit_ETHUSDT_5m_2025-01_2026-07.csv.gz \\
+      --funding-path ../shared/data/bybit_ETHUSDT_funding_8h_2025-01_2026-07.csv --symbol ETHUSDT \\
       --config demo --metrics-out eth.json
   dreamer run --source bybit --symbol BTCUSDT --interval 5 --lookback-days 365 --config default
 
@@ -38,6 +39,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--source", choices=("bybit", "csv", "sample"), default="bybit")
     parser.add_argument("--path", help="kline file for --source csv (CSV, CSV.gz or Parquet)")
+    parser.add_argument(
+        "--funding-path",
+        help="funding file for --source csv (funding_time_ms,funding_rate): linear/inverse series need one to "
+        "pass validation",
+    )
     add_market_args(parser, symbol_required=False)
     parser.set_defaults(symbol="BTCUSDT")
     parser.add_argument("--start", help="first candle start of the data used (UTC date/datetime)")
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         config=args.config,
         db_path=args.db,
         path=args.path,
+        funding_path=args.funding_path,
         start=args.start,
         end=args.end,
         base_url=args.base_url,

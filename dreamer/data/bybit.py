@@ -1,16 +1,28 @@
-"""A client for Bybit's public kline endpoint, `GET /v5/market/kline`, built on `requests`.
+"""A client for Bybit's public market endpoints, built on `requests`: one request layer (pacing, retries,
+typed errors) under two endpoints, `GET /v5/market/kline` and `GET /v5/market/funding/history`.
 
-Bybit's semantics, all relied on here:
-* `start`/`end` are inclusive candle start times (ms); `start` is floored to the candle containing it.
-* `limit` is 1..1000 (default 200). What Bybit returns when `[start, end]` holds more than `limit` candles
-  is undocumented, so this client only ever asks for windows of at most `limit` candles: every request
-  has exactly one correct answer, whatever the server's ordering or truncation rule.
-* Pages come newest-first, every number is a string, and the newest candle may still be open: a candle
-  is kept only if `start + interval <= time`, the envelope's server time.
+The request layer, shared by both endpoints (one client paces all of its requests, as Bybit's IP limit
+counts them together):
 * Business errors are HTTP 200 with `retCode != 0`. Transient failures (timeouts, dropped connections,
   HTTP 429/5xx, retCode 10000/10016, a truncated body) are retried with exponential backoff and jitter;
   rate limiting (retCode 10006) waits until `X-Bapi-Limit-Reset-Timestamp`. HTTP 403 (geo-block or IP
   ban, often an HTML page) and retCode 10001 (bad parameters) fail at once with a typed error.
+* Every page is checked before anything of it is used: shape, echo fields, numbers (an unparsable number
+  is an error, never a 0), times inside the window asked for, no duplicates. Either list order is accepted.
+
+Klines (`start`/`end`, inclusive candle start times in ms; `start` is floored to the candle containing it):
+* `limit` is 1..1000. What Bybit returns when `[start, end]` holds more than `limit` candles is
+  undocumented, so this client only ever asks for windows of at most `limit` candles: every request
+  has exactly one correct answer, whatever the server's ordering or truncation rule.
+* Pages come newest-first, every number is a string, and the newest candle may still be open: a candle
+  is kept only if `start + interval <= time`, the envelope's server time.
+
+Funding history (`startTime`/`endTime`, inclusive settlement times in ms; categories linear and inverse):
+* `limit` is 1..200. `startTime` alone is an error, so both bounds are always sent. Settlements follow
+  a schedule the client cannot know in advance (8 h for most symbols, 4 h or 1 h for some, and it can
+  change), so a window's count is unknown: a page with fewer than `limit` settlements is complete, and
+  a full one, whose missing part would be undocumented, is split in two and fetched again.
+* Items are `{symbol, fundingRate, fundingRateTimestamp}`, all strings; the symbol is echoed per item.
 """
 
 from __future__ import annotations
@@ -37,13 +49,22 @@ from dreamer.data.errors import (
     BybitUnavailable,
     InvalidMarketError,
 )
-from dreamer.data.markets import Interval, format_ms
+from dreamer.data.funding import FundingRates, funding_row_problems
+from dreamer.data.markets import Interval, format_ms, require_funding_category
 
 DEFAULT_BASE_URL = "https://api.bybit.com"
 TESTNET_BASE_URL = "https://api-testnet.bybit.com"
 BASE_URL_ENV = "DREAMER_BYBIT_URL"
 KLINE_PATH = "/v5/market/kline"
 MAX_LIMIT = 1000
+FUNDING_PATH = "/v5/market/funding/history"
+FUNDING_LIMIT = 200
+HOUR_MS = 3_600_000
+FUNDING_WINDOW_MS = (FUNDING_LIMIT - 1) * HOUR_MS
+"""The span of time one funding request of an ingestion run asks for, `[start, start + span - 1 ms]`. Bybit
+settles at most hourly, on the hour, so such a window holds at most 199 settlements and its page is never
+full; were the schedule ever denser, the full page would be split (`BybitClient.fetch_funding`), so
+correctness never rests on this, only the number of requests does."""
 RETRYABLE_RET_CODES = {10000: "server timeout", 10016: "server error"}
 RATE_LIMIT_RET_CODES = {10006: "too many visits", 10018: "IP rate limit exceeded"}
 RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
@@ -83,6 +104,14 @@ class KlinePage:
     server_time_ms: int
 
 
+@dataclass(frozen=True)
+class FundingPage:
+    """The settlements of one window (ascending) and the server time of the (last) request."""
+
+    rates: FundingRates
+    server_time_ms: int
+
+
 @dataclass
 class _Transient(Exception):
     reason: str
@@ -98,7 +127,8 @@ class RequestStats:
 
 @dataclass
 class BybitClient:
-    """Fetches one window of klines per call. Time functions are injectable so tests never sleep.
+    """Fetches one window of klines or of funding settlements per call, through one request layer
+    (`_get`: pacing, retries, typed errors). Time functions are injectable so tests never sleep.
 
     `max_requests_per_second` paces requests client-side (None or 0 disables pacing); Bybit allows 600
     requests per 5 s per IP, the default 10/s stays far below it.
@@ -129,13 +159,40 @@ class BybitClient:
             "end": str(end_ms),
             "limit": str(candles_in_window),
         }
-        payload = self._get(params)
+        payload = self._get(KLINE_PATH, params)
         return parse_kline_page(payload, category, symbol, interval, start_ms, end_ms)
 
-    # -- transport ------------------------------------------------------------------------------------
+    def fetch_funding(self, category: str, symbol: str, start_ms: int, end_ms: int) -> FundingPage:
+        """Every funding settlement with time in `[start_ms, end_ms]`, complete whatever its count.
 
-    def _get(self, params: dict[str, str]) -> dict[str, Any]:
-        url = self.base_url + KLINE_PATH
+        A page with fewer than `FUNDING_LIMIT` settlements holds the whole window. Which settlements Bybit
+        leaves out of a fuller window is undocumented, so a full page is discarded and the two halves of
+        the window are fetched instead (a window narrower than the limit in milliseconds cannot be
+        fuller than its page: times are unique). Spot has no funding: `InvalidMarketError`.
+        """
+        require_funding_category(category)
+        if end_ms < start_ms:
+            raise ValueError(f"a funding window must not end before it starts: [{start_ms}, {end_ms}]")
+        params = {
+            "category": category,
+            "symbol": symbol,
+            "startTime": str(start_ms),
+            "endTime": str(end_ms),  # always: Bybit rejects startTime alone
+            "limit": str(FUNDING_LIMIT),
+        }
+        page = parse_funding_page(self._get(FUNDING_PATH, params), category, symbol, start_ms, end_ms)
+        if len(page.rates) < FUNDING_LIMIT or end_ms - start_ms < FUNDING_LIMIT:
+            return page
+        middle = start_ms + (end_ms - start_ms) // 2
+        first = self.fetch_funding(category, symbol, start_ms, middle)
+        second = self.fetch_funding(category, symbol, middle + 1, end_ms)
+        return FundingPage(FundingRates.concat([first.rates, second.rates]), second.server_time_ms)
+
+    # -- transport: the one request layer of every endpoint -------------------------------------------
+
+    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """The `retCode == 0` payload of `GET path?params`, after pacing and any retries."""
+        url = self.base_url + path
         for attempt in range(1, self.retry.max_attempts + 1):
             self._pace()
             self.stats.requests += 1
@@ -188,8 +245,8 @@ class BybitClient:
             wait_s = self._reset_wait_s(response)
             raise _Transient(f"retCode {code} ({RATE_LIMIT_RET_CODES[code]}): {message}", wait_s)
         raise BybitRequestRejected(
-            f"Bybit rejected {_describe(params)} with retCode {code}: {message}. "
-            "Check the symbol, interval and category (retrying will not help)."
+            f"Bybit rejected {url} {_describe(params)} with retCode {code}: {message}. "
+            "Check the symbol, category and other parameters (retrying will not help)."
         )
 
     def _pace(self) -> None:
@@ -223,16 +280,9 @@ def parse_kline_page(
     inconsistent numbers, candles outside the window or duplicated; nothing of such a page is kept.
     """
     where = f"kline page {category} {symbol} {interval.code} [{format_ms(start_ms)} .. {format_ms(end_ms)}]"
-    result = payload.get("result")
-    server_time = payload.get("time")
-    if not isinstance(result, dict) or not isinstance(result.get("list"), list):
-        raise BybitResponseError(f"{where}: 'result.list' is missing or not a list")
-    if not isinstance(server_time, int) or isinstance(server_time, bool):
-        raise BybitResponseError(f"{where}: the envelope has no integer 'time' (needed to drop the open candle)")
-    for key, expected in (("symbol", symbol), ("category", category)):
-        if result.get(key) != expected:
-            raise BybitResponseError(f"{where}: the page is for {key} {result.get(key)!r}, not {expected!r}")
-    rows = result["list"]
+    rows, server_time = _checked_envelope(
+        payload, where, {"symbol": symbol, "category": category}, "needed to drop the open candle"
+    )
     if not rows:
         return KlinePage(Candles.empty(), 0, server_time)
     times, values = _parse_rows(rows, where)
@@ -251,6 +301,79 @@ def parse_kline_page(
         )
     closed = interval.shift(candles.open_time_ms, 1) <= server_time
     return KlinePage(candles[closed], int((~closed).sum()), server_time)
+
+
+def parse_funding_page(payload: dict[str, Any], category: str, symbol: str, start_ms: int, end_ms: int) -> FundingPage:
+    """Check a `retCode == 0` funding-history response against the request and return its settlements.
+
+    Raises `BybitResponseError` naming the problem for a wrong shape, a wrong category or symbol echo,
+    unparsable numbers, settlements outside the window, after the server's time, or duplicated."""
+    where = f"funding page {category} {symbol} [{format_ms(start_ms)} .. {format_ms(end_ms)}]"
+    items, server_time = _checked_envelope(payload, where, {"category": category}, "needed to bound the history")
+    rates = _parse_funding_items(items, symbol, where).sorted()  # newest-first on Bybit; either order is accepted
+    times = rates.funding_time_ms
+    problems = collect_problems(
+        [
+            ((times < start_ms) | (times > end_ms), "settlement {} is outside the window"),
+            (times > server_time, "settlement {} is after the server's time"),
+        ],
+        times,
+    )
+    if not problems:
+        problems = funding_row_problems(rates)
+    if problems:
+        raise BybitResponseError(
+            f"{where}: {problems.bad_rows} bad settlement(s):\n{problems.describe(lambda row: f'settlement {row}')}"
+        )
+    return FundingPage(rates, server_time)
+
+
+def _checked_envelope(
+    payload: dict[str, Any], where: str, echo: dict[str, str], time_use: str
+) -> tuple[list[Any], int]:
+    """`result.list` and the envelope's server `time` of a page whose `result` echoes `echo`."""
+    result = payload.get("result")
+    server_time = payload.get("time")
+    if not isinstance(result, dict) or not isinstance(result.get("list"), list):
+        raise BybitResponseError(f"{where}: 'result.list' is missing or not a list")
+    if not isinstance(server_time, int) or isinstance(server_time, bool):
+        raise BybitResponseError(f"{where}: the envelope has no integer 'time' ({time_use})")
+    for key, expected in echo.items():
+        if result.get(key) != expected:
+            raise BybitResponseError(f"{where}: the page is for {key} {result.get(key)!r}, not {expected!r}")
+    return result["list"], server_time
+
+
+FUNDING_FIELDS = ("symbol", "fundingRate", "fundingRateTimestamp")
+EPOCH_MS_TEXT = re.compile(r"\d{1,15}")
+DECIMAL_TEXT = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+"""How Bybit writes numbers (e.g. "0.0001", "-0.0000294"): anything else, "NaN" and "" included, is refused."""
+
+
+def _parse_funding_items(items: list[Any], symbol: str, where: str) -> FundingRates:
+    """Items `{symbol, fundingRate, fundingRateTimestamp}` (strings) -> settlements in page order.
+
+    A page holds at most 200 items, so plain Python is fast enough and can name each bad field."""
+    times = np.empty(len(items), np.int64)
+    rates = np.empty(len(items), np.float64)
+    unparsable: list[str] = []
+    for i, item in enumerate(items):
+        if type(item) is not dict or not all(isinstance(item.get(key), str) for key in FUNDING_FIELDS):
+            raise BybitResponseError(f"{where}: item {i} is not an object of strings {FUNDING_FIELDS}: {item!r:.200}")
+        if item["symbol"] != symbol:
+            raise BybitResponseError(f"{where}: item {i} is for symbol {item['symbol']!r}, not {symbol!r}")
+        stamp, rate = item["fundingRateTimestamp"], item["fundingRate"]
+        if EPOCH_MS_TEXT.fullmatch(stamp):
+            times[i] = int(stamp)
+        else:
+            unparsable.append(f"  item {i} fundingRateTimestamp: {stamp!r:.40}")
+        if DECIMAL_TEXT.fullmatch(rate):
+            rates[i] = float(rate)
+        else:
+            unparsable.append(f"  item {i} fundingRate: {rate!r:.40}")
+    if unparsable:
+        raise BybitResponseError(f"{where}: unparsable numbers:\n" + "\n".join(unparsable[:10]))
+    return FundingRates(times, rates)
 
 
 ROW_TYPE = pa.list_(pa.string(), 7)  # [startTime, open, high, low, close, volume, turnover], all strings

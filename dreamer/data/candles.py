@@ -30,6 +30,11 @@ class Candles:
     def __len__(self) -> int:
         return len(self.open_time_ms)
 
+    @property
+    def times_ms(self) -> np.ndarray:
+        """The batch's time axis, by the name the store and ingestion use for klines and funding alike."""
+        return self.open_time_ms
+
     def __getitem__(self, index: slice | np.ndarray) -> Candles:
         return Candles(self.open_time_ms[index], self.values[index])
 

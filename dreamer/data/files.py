@@ -1,6 +1,10 @@
-"""Kline files: CSV (optionally gzipped) or Parquet with columns
-`start_ms,open,high,low,close,volume,turnover` (the format of Bybit exports under ../shared/data), where
-`turnover` may be empty (stored as NULL, never 0). Every row is checked before anything is written."""
+"""Kline and funding files: CSV (optionally gzipped) or Parquet, in the formats of the Bybit exports under
+../shared/data. Every row is checked before anything is written.
+
+* klines: columns `start_ms,open,high,low,close,volume,turnover`, where `turnover` may be empty (stored as
+  NULL, never 0);
+* funding: columns `funding_time_ms,funding_rate` (settlement time in epoch ms, rate as a fraction).
+"""
 
 from __future__ import annotations
 
@@ -11,38 +15,26 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from dreamer.data.candles import VALUE_COLUMNS, Candles, collect_problems, row_problems
+from dreamer.data.candles import VALUE_COLUMNS, Candles, RowProblems, collect_problems, row_problems
 from dreamer.data.errors import SourceFileError
+from dreamer.data.funding import FundingRates, funding_row_problems
 from dreamer.data.markets import Interval
 
 TIME_COLUMN = "start_ms"
 REQUIRED_COLUMNS = (TIME_COLUMN, "open", "high", "low", "close", "volume")
 FILE_COLUMNS = (*REQUIRED_COLUMNS, "turnover")
+FUNDING_COLUMNS = ("funding_time_ms", "funding_rate")
 
 
 def read_kline_file(path: str | Path, interval: Interval) -> Candles:
     """All rows of a kline file as `Candles`, or `SourceFileError` naming the bad lines (CSV line numbers
     count the header as line 1; Parquet rows count from 1)."""
     path = Path(path)
-    if not path.is_file():
-        raise SourceFileError(f"{path}: no such file")
-    is_parquet = path.suffix.lower() in (".parquet", ".pq")
-    text = _read_parquet_as_text(path) if is_parquet else _read_csv_as_text(path)
-    missing = [column for column in REQUIRED_COLUMNS if column not in text.columns]
-    unknown = [column for column in text.columns if column not in FILE_COLUMNS]
-    if missing or unknown:
-        raise SourceFileError(
-            f"{path}: columns must be {','.join(FILE_COLUMNS)} (turnover optional); "
-            f"missing {missing or 'none'}, unexpected {unknown or 'none'}"
-        )
-    if text.empty:
-        raise SourceFileError(f"{path}: no rows")
+    text = _read_as_text(path, REQUIRED_COLUMNS, optional=("turnover",))
     if "turnover" not in text.columns:
         text["turnover"] = ""
 
-    raw_times = text[TIME_COLUMN].to_numpy(dtype=str)
-    time_ok = np.char.isdigit(raw_times) & (np.char.str_len(raw_times) <= 15)
-    times = np.where(time_ok, raw_times, "0").astype(np.int64)
+    times, time_ok = _epoch_ms(text[TIME_COLUMN])
     raw_values = text[list(VALUE_COLUMNS)]
     values = raw_values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     blank = (raw_values == "").to_numpy()
@@ -56,14 +48,69 @@ def read_kline_file(path: str | Path, interval: Interval) -> Candles:
     candles = Candles(times, values)
     if not problems:
         problems = row_problems(candles, interval)
+    _reject_bad_rows(path, problems)
+    return candles
+
+
+def read_funding_file(path: str | Path) -> FundingRates:
+    """All rows of a funding file as `FundingRates` (ascending, unique times, finite rates), or
+    `SourceFileError` naming the bad lines as `read_kline_file` does."""
+    path = Path(path)
+    text = _read_as_text(path, FUNDING_COLUMNS)
+    times, time_ok = _epoch_ms(text["funding_time_ms"])
+    raw_rates = text["funding_rate"]
+    rates = pd.to_numeric(raw_rates, errors="coerce").to_numpy(dtype=np.float64)
+    blank = (raw_rates == "").to_numpy()
+    problems = collect_problems(
+        [
+            (~time_ok, "funding_time_ms must be epoch milliseconds (digits only)"),
+            (np.isnan(rates) & ~blank, "funding_rate is not a number"),
+            (blank, "funding_rate is empty"),
+        ]
+    )
+    funding = FundingRates(times, rates)
+    if not problems:
+        problems = funding_row_problems(funding)
+    _reject_bad_rows(path, problems)
+    return funding
+
+
+def _read_as_text(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Every cell of the file as text (blanks for nulls), with exactly the expected columns and some rows."""
+    if not path.is_file():
+        raise SourceFileError(f"{path}: no such file")
+    text = _read_parquet_as_text(path) if _is_parquet(path) else _read_csv_as_text(path)
+    missing = [column for column in required if column not in text.columns]
+    unknown = [column for column in text.columns if column not in (*required, *optional)]
+    if missing or unknown:
+        note = f" ({', '.join(optional)} optional)" if optional else ""
+        raise SourceFileError(
+            f"{path}: columns must be {','.join((*required, *optional))}{note}; "
+            f"missing {missing or 'none'}, unexpected {unknown or 'none'}"
+        )
+    if text.empty:
+        raise SourceFileError(f"{path}: no rows")
+    return text
+
+
+def _epoch_ms(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(times [N] int64, ok [N] bool): digits only, at most 15 of them (year < 33658); 0 where not ok."""
+    text = raw.to_numpy(dtype=str)
+    ok = np.char.isdigit(text) & (np.char.str_len(text) <= 15)
+    return np.where(ok, text, "0").astype(np.int64), ok
+
+
+def _reject_bad_rows(path: Path, problems: RowProblems) -> None:
     if problems:
-        first_row = 2 if not is_parquet else 1
-        label = "row" if is_parquet else "line"
+        first_row, label = (1, "row") if _is_parquet(path) else (2, "line")
         raise SourceFileError(
             f"{path}: {problems.bad_rows} bad row(s); nothing was written:\n"
             + problems.describe(lambda row: f"{label} {row + first_row}")
         )
-    return candles
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
 
 
 def _read_csv_as_text(path: Path) -> pd.DataFrame:

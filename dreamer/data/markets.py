@@ -19,6 +19,7 @@ import pandas as pd
 from dreamer.data.errors import InvalidMarketError
 
 CATEGORIES = ("spot", "linear", "inverse")
+PERPETUAL_CATEGORIES = ("linear", "inverse")  # the categories with perpetual contracts, hence funding
 MINUTE_MS = 60_000
 DAY_MS = 1_440 * MINUTE_MS
 # 1970-01-01 was a Thursday; Bybit's weekly candles open on Mondays (1970-01-05 is the first one).
@@ -90,6 +91,17 @@ def parse_category(category: str) -> str:
     value = str(category).strip().lower()
     if value not in CATEGORIES:
         raise InvalidMarketError(f"unknown category {category!r}; valid categories: {', '.join(CATEGORIES)}")
+    return value
+
+
+def require_funding_category(category: str) -> str:
+    """`category` (validated) if its contracts can settle funding, else a clear error: spot has none."""
+    value = parse_category(category)
+    if value not in PERPETUAL_CATEGORIES:
+        raise InvalidMarketError(
+            f"category {value!r} has no funding: Bybit settles funding only on perpetual contracts "
+            f"(categories {', '.join(PERPETUAL_CATEGORIES)})"
+        )
     return value
 
 

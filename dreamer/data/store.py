@@ -1,4 +1,4 @@
-"""DuckDB storage of klines and of the ingestion log. All SQL lives in `sql/`.
+"""DuckDB storage of klines, funding settlements and the ingestion log. All SQL lives in `sql/`.
 
 Times cross this module's boundary as UTC epoch milliseconds (int) or tz-aware UTC timestamps; the
 session time zone is pinned to UTC so DuckDB never shifts them to the machine's zone.
@@ -20,6 +20,7 @@ import pandas as pd
 
 from dreamer.data.candles import Candles
 from dreamer.data.errors import DatabaseError
+from dreamer.data.funding import FundingRates
 from dreamer.data.markets import Interval, format_ms, ms_to_datetime, parse_interval, parse_time_ms
 from dreamer.paths import read_sql
 
@@ -54,7 +55,17 @@ def connect(db_path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConn
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         con.execute(sql("schema.sql"))
+        _migrate(con)
     return con
+
+
+def _migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring a database written by an earlier version up to schema.sql (whose CREATE ... IF NOT EXISTS
+    leaves existing tables as they are): `ingestion_runs` gained `kind` when funding was added."""
+    columns = {row[0] for row in con.execute(sql("ingestion_runs_columns.sql")).fetchall()}
+    if "kind" not in columns:
+        with transaction(con):
+            con.execute(sql("ingestion_runs_add_kind.sql"))
 
 
 @contextmanager
@@ -83,29 +94,45 @@ class UpsertCounts:
 def upsert_klines(
     con: duckdb.DuckDBPyConnection, category: str, symbol: str, interval: str, candles: Candles
 ) -> UpsertCounts:
-    """Insert new candles and overwrite stored ones whose values differ, with set-based statements over
-    the Arrow table (no Python loop over rows). Runs in the caller's transaction.
-
-    `candles` must be sorted by start time. A page whose span holds nothing stored yet (every page of a
-    fresh or resumed run) is appended directly; otherwise rows are classified and upserted."""
-    if len(candles) == 0:
-        return UpsertCounts(0, 0, 0)
+    """Insert new candles and overwrite stored ones whose values differ (see `_upsert`). `candles` must
+    be sorted by start time. Runs in the caller's transaction."""
     params = {"category": category, "symbol": symbol, "interval": interval}
-    span = {
-        "first": ms_to_datetime(int(candles.open_time_ms[0])),
-        "last": ms_to_datetime(int(candles.open_time_ms[-1])),
-    }
-    [(stored_in_span,)] = con.execute(sql("klines_count_span.sql"), params | span).fetchall()
-    con.register("staged_klines", candles.to_arrow())
+    return _upsert(con, "klines", params, candles)
+
+
+def upsert_funding(con: duckdb.DuckDBPyConnection, category: str, symbol: str, rates: FundingRates) -> UpsertCounts:
+    """Insert new settlements and overwrite stored ones whose rate differs (see `_upsert`). `rates` must
+    be sorted by time. Runs in the caller's transaction."""
+    return _upsert(con, "funding", {"category": category, "symbol": symbol}, rates)
+
+
+def _upsert(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    params: dict[str, str],
+    batch: Candles | FundingRates,
+) -> UpsertCounts:
+    """Upsert `batch` into the series `params` of `table` with the statements `sql/<table>_*.sql`, set-based
+    over its Arrow table registered as `staged_<table>` (no Python loop over rows).
+
+    A page whose span holds nothing stored yet (every page of a fresh or resumed run) is appended
+    directly; otherwise rows are classified (new, changed, identical) and upserted."""
+    times_ms = batch.times_ms
+    if len(times_ms) == 0:
+        return UpsertCounts(0, 0, 0)
+    span = {"first": ms_to_datetime(int(times_ms[0])), "last": ms_to_datetime(int(times_ms[-1]))}
+    [(stored_in_span,)] = con.execute(sql(f"{table}_count_span.sql"), params | span).fetchall()
+    staged = f"staged_{table}"
+    con.register(staged, batch.to_arrow())
     try:
         if stored_in_span == 0:
-            con.execute(sql("klines_insert.sql"), params)
-            return UpsertCounts(len(candles), 0, 0)
-        [row] = con.execute(sql("klines_upsert_counts.sql"), params).fetchall()
+            con.execute(sql(f"{table}_insert.sql"), params)
+            return UpsertCounts(len(times_ms), 0, 0)
+        [row] = con.execute(sql(f"{table}_upsert_counts.sql"), params).fetchall()
         inserted, updated, received = (int(value) for value in row)
-        con.execute(sql("klines_upsert.sql"), params)
+        con.execute(sql(f"{table}_upsert.sql"), params)
     finally:
-        con.unregister("staged_klines")
+        con.unregister(staged)
     return UpsertCounts(inserted, updated, received - inserted - updated)
 
 
@@ -135,10 +162,38 @@ def read_klines(
     return frame
 
 
+def stored_span(con: duckdb.DuckDBPyConnection, category: str, symbol: str, interval: str) -> tuple[int, int] | None:
+    """Starts (epoch ms) of the first and the newest stored candle of the series, None when it has none."""
+    params = {"category": category, "symbol": symbol, "interval": interval}
+    [(first, last)] = con.execute(sql("klines_span.sql"), params).fetchall()
+    return None if first is None else (int(first), int(last))
+
+
 def last_open_time(con: duckdb.DuckDBPyConnection, category: str, symbol: str, interval: str) -> int | None:
     """Start (epoch ms) of the newest stored candle of the series, None when it has none."""
-    params = {"category": category, "symbol": symbol, "interval": interval}
-    [row] = con.execute(sql("klines_last_open_time.sql"), params).fetchall()
+    span = stored_span(con, category, symbol, interval)
+    return None if span is None else span[1]
+
+
+def read_funding(
+    con: duckdb.DuckDBPyConnection, category: str, symbol: str, start: Any = None, end: Any = None
+) -> pd.DataFrame:
+    """The stored funding settlements of one perpetual, oldest first: `funding_time_ms` (int64, UTC epoch
+    ms) and `funding_rate` (float64, fraction per settlement; positive: longs pay shorts). `start`/`end`
+    are inclusive bounds on the settlement time (epoch ms, ISO text, datetime or Timestamp).
+
+    Nothing stored gives an empty frame, never zeros: a missing history is the validation gate's to fail."""
+    params = {"category": category, "symbol": symbol, "start": _bound(start), "end": _bound(end)}
+    try:
+        frame = con.execute(sql("funding_read.sql"), params).df()
+    except duckdb.CatalogException:  # a read-only database last written before funding existed
+        frame = pd.DataFrame({"funding_time_ms": [], "funding_rate": []})
+    return frame.astype({"funding_time_ms": "int64", "funding_rate": "float64"})
+
+
+def last_funding_time(con: duckdb.DuckDBPyConnection, category: str, symbol: str) -> int | None:
+    """Time (epoch ms) of the newest stored settlement of the perpetual, None when it has none."""
+    [row] = con.execute(sql("funding_last_time.sql"), {"category": category, "symbol": symbol}).fetchall()
     return None if row[0] is None else int(row[0])
 
 

@@ -18,6 +18,16 @@ class ValidationConfig:
     warn_abs_log_return: float = 0.1  # warning: a move this large is possible but worth a look
     min_rows: int = 5000  # enough rows for a training window
     report_examples: int = 5  # offending rows listed per failed expectation
+    # Funding, on linear/inverse series: the settlements over the klines' range must be stored (a missing
+    # history fails, it is never taken as zero). Off for contracts that settle none (dated futures).
+    check_funding: bool = True
+    # failure: |rate| per settlement above this is absurd (e.g. a percentage stored as a fraction). Real
+    # extremes stay far below: AVAXUSDT -0.84 % at the 2025-10-10 cascade; Bybit caps most symbols at 2-4 %.
+    max_abs_funding_rate: float = 0.05
+    warn_abs_funding_rate: float = 0.01  # warning: a rate this large is possible but worth a look
+    # failure: longer than this without a settlement between two of them (8 h schedules: 2 missed in a row).
+    # Any spacing other than the series' usual one (8 h, 4 h or 1 h) is a warning.
+    max_funding_gap_hours: float = 24.0
 
     def __post_init__(self) -> None:
         require(
@@ -30,6 +40,11 @@ class ValidationConfig:
             "validation: 0 < warn_abs_log_return <= max_abs_log_return is required",
         )
         require(self.min_rows >= 1, "validation.min_rows must be >= 1")
+        require(
+            0.0 < self.warn_abs_funding_rate <= self.max_abs_funding_rate,
+            "validation: 0 < warn_abs_funding_rate <= max_abs_funding_rate is required",
+        )
+        require(self.max_funding_gap_hours > 0.0, "validation.max_funding_gap_hours must be > 0")
         require(self.report_examples >= 0, "validation.report_examples must be >= 0")
 
 

@@ -1,17 +1,25 @@
-"""The validation gate: a Great Expectations suite over the klines of one series.
+"""The validation gate: Great Expectations suites over the klines of one series and, on perpetuals, over
+the funding settlements in the klines' range.
 
 Every check is a GX expectation run on a pandas DataFrame read from DuckDB (GX cannot validate DuckDB
 through its SQL datasource). Columns GX cannot express directly (alignment to the interval grid, the
-one-bar log return, bars missing before each bar) are derived first and validated like any other column.
+one-bar log return, bars missing before each bar; hours between settlements and to the klines' ends)
+are derived first and validated like any other column.
 
 Two levels, from `FailureSeverity`: a *failure* (bad OHLC, duplicates, misaligned bars, too many gaps,
-absurd jumps, too few rows) raises `DataValidationError` naming each failed expectation with its counts
-and a few offending rows; a *warning* (a few gaps, large but plausible moves) is reported and the
-pipeline goes on. Each run writes `report.html` and `summary.json` (and GX's own result as
-`gx_result.json`) when given an output folder.
+absurd jumps, too few rows; funding missing, not covering the klines, with long gaps or absurd rates)
+raises `DataValidationError` naming each failed expectation with its counts and a few offending rows; a
+*warning* (a few gaps, large but plausible moves, irregular settlement spacing, large rates) is reported
+and the pipeline goes on. Each run writes `report.html` and `summary.json` (and GX's own results as
+`gx_result.json` and `gx_funding_result.json`) when given an output folder.
 
 `turnover` may be NULL: Bybit's CSV exports and the bundled sample carry none. Only where present must it
 be >= 0; every other column must be non-null.
+
+Funding (linear and inverse series, unless `check_funding` is off): settlements must exist over the
+klines' range, the first no later than one usual spacing after the first bar and the last no earlier than
+one usual spacing before the last bar (the usual spacing is the series' most common one: 8 h for most
+symbols, 4 h or 1 h for some), with no stretch longer than `max_funding_gap_hours` between two of them.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from dreamer.data.markets import Interval, format_ms, parse_interval
+from dreamer.data.markets import PERPETUAL_CATEGORIES, Interval, format_ms, parse_interval
 from dreamer.errors import DreamerError
 from dreamer.features.config import ValidationConfig
 from dreamer.features.dataset import atomic_write_text
@@ -38,9 +46,14 @@ if TYPE_CHECKING:
 
 Severity = Literal["failure", "warning"]
 REQUIRED_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
+KLINE_EXAMPLE_COLUMNS = (*REQUIRED_COLUMNS, "turnover", "missing_bars_before", "log_return")
+FUNDING_COLUMNS = ("funding_time_ms", "funding_rate")  # as dreamer.data.store.read_funding returns them
+FUNDING_EXAMPLE_COLUMNS = ("funding_time", "funding_rate", "hours_since_previous")
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 GX_RESULT_FILE = "gx_result.json"
+GX_FUNDING_RESULT_FILE = "gx_funding_result.json"
+HOUR_MS = 3_600_000
 _ROW = "row"  # positional row number, the index GX reports offending rows by
 
 
@@ -75,6 +88,26 @@ class CheckOutcome:
 
 
 @dataclass
+class FundingSummary:
+    """What the gate saw of the funding history over the klines' range, or why it did not look."""
+
+    checked: bool
+    reason: str | None = None  # why not checked
+    settlements: int = 0
+    first_time: str | None = None
+    last_time: str | None = None
+    spacing_hours: float | None = None  # the most common time between settlements
+
+    def line(self) -> str:
+        if not self.checked:
+            return f"Funding not checked: {self.reason}"
+        if not self.settlements:
+            return "Funding: no settlements over the klines' range"
+        spacing = f", usually every {self.spacing_hours:g} h" if self.spacing_hours else ""
+        return f"Funding: {self.settlements:,} settlements {self.first_time} .. {self.last_time}{spacing}"
+
+
+@dataclass
 class ValidationReport:
     category: str | None
     symbol: str | None
@@ -87,6 +120,7 @@ class ValidationReport:
     gap_fraction: float
     outcomes: list[CheckOutcome]
     thresholds: dict[str, Any]
+    funding: FundingSummary
 
     @property
     def failures(self) -> list[CheckOutcome]:
@@ -125,6 +159,7 @@ class ValidationReport:
             f"validation {self.status.upper()}: {self.series}, {self.rows:,} rows "
             f"{self.first_open_time} .. {self.last_open_time}, {self.missing_bars:,} missing bars "
             f"({self.gap_fraction:.3%} of {self.expected_bars:,})",
+            f"  {self.funding.line()}",
             f"  {sum(o.success for o in self.outcomes)} of {len(self.outcomes)} expectations met",
         ]
         lines += [f"  FAILED  {o.line()}" for o in self.failures]
@@ -133,7 +168,7 @@ class ValidationReport:
 
 
 class DataValidationError(DreamerError):
-    """Klines failed the validation gate; `report` holds every outcome."""
+    """Klines (or their funding) failed the validation gate; `report` holds every outcome."""
 
     def __init__(self, report: ValidationReport, report_dir: Path | None = None) -> None:
         self.report = report
@@ -158,12 +193,24 @@ def validate_series(
     out_dir: str | Path | None = None,
     raise_on_failure: bool = True,
 ) -> ValidationReport:
-    """Validate the stored series `(category, symbol, interval)` with candle starts in `[start, end]`."""
-    from dreamer.data.store import read_klines
+    """Validate the stored series `(category, symbol, interval)` with candle starts in `[start, end]` and, on
+    linear/inverse with `cfg.check_funding`, the stored funding settlements over those candles."""
+    from dreamer.data.store import read_funding, read_klines
 
+    cfg = cfg or ValidationConfig()
     klines = read_klines(con, category, symbol, interval, start=start, end=end)
+    funding = None
+    if cfg.check_funding and category in PERPETUAL_CATEGORIES and not klines.empty:
+        funding = read_funding(con, category, symbol, klines["open_time"].iloc[0], klines["open_time"].iloc[-1])
     return validate_klines(
-        klines, interval, cfg, category=category, symbol=symbol, out_dir=out_dir, raise_on_failure=raise_on_failure
+        klines,
+        interval,
+        cfg,
+        category=category,
+        symbol=symbol,
+        funding=funding,
+        out_dir=out_dir,
+        raise_on_failure=raise_on_failure,
     )
 
 
@@ -174,10 +221,13 @@ def validate_klines(
     *,
     category: str | None = None,
     symbol: str | None = None,
+    funding: pd.DataFrame | None = None,
     out_dir: str | Path | None = None,
     raise_on_failure: bool = True,
 ) -> ValidationReport:
-    """Run the suite on one series' klines in stored order (`open_time` tz-aware or naive UTC).
+    """Run the suite on one series' klines in stored order (`open_time` tz-aware or naive UTC) and, given
+    `funding` (settlements in the klines' range, as `dreamer.data.store.read_funding` returns them; empty
+    when none are stored), the funding suite on it. Without `funding` the report says why it was not checked.
 
     Writes the report files to `out_dir` (if given) before raising `DataValidationError` on failures."""
     cfg = cfg or ValidationConfig()
@@ -187,11 +237,31 @@ def validate_klines(
         raise DreamerError(f"klines lack column(s) {missing}; expected {list(REQUIRED_COLUMNS)} (+ turnover)")
     frame = _derive_columns(klines, bar)
     expected_bars, missing_bars = _gap_totals(frame, bar)
-    checks = build_suite(cfg, list(frame.columns), expected_bars)
-    results, gx_result = _run_gx(frame, checks, cfg.report_examples)
-
-    outcomes = [_outcome(check, results[check.name], frame, cfg.report_examples) for check in checks]
+    batches = [_Batch("klines", frame, build_suite(cfg, list(frame.columns), expected_bars), KLINE_EXAMPLE_COLUMNS)]
     valid_times = frame["open_time_ms"].dropna()
+    if funding is None:
+        funding_summary = FundingSummary(False, _funding_skip_reason(category, cfg))
+    else:
+        klines_span = (int(valid_times.min()), int(valid_times.max())) if len(valid_times) else (0, 0)
+        funding_frame = _derive_funding_columns(funding, *klines_span)
+        spacing = _usual_spacing_hours(funding_frame)
+        funding_summary = FundingSummary(
+            True,
+            settlements=len(funding_frame),
+            first_time=format_ms(int(funding_frame["funding_time_ms"].iloc[0])) if len(funding_frame) else None,
+            last_time=format_ms(int(funding_frame["funding_time_ms"].iloc[-1])) if len(funding_frame) else None,
+            spacing_hours=spacing,
+        )
+        klines_hours = (klines_span[1] - klines_span[0]) / HOUR_MS
+        funding_checks = build_funding_suite(cfg, len(funding_frame), spacing, klines_hours)
+        batches.append(_Batch("funding", funding_frame, funding_checks, FUNDING_EXAMPLE_COLUMNS))
+    results, gx_results = _run_gx(batches, cfg.report_examples)
+
+    outcomes = [
+        _outcome(check, results[check.name], batch.frame, cfg.report_examples, batch.example_columns)
+        for batch in batches
+        for check in batch.checks
+    ]
     report = ValidationReport(
         category=category,
         symbol=symbol,
@@ -204,32 +274,44 @@ def validate_klines(
         gap_fraction=missing_bars / expected_bars if expected_bars else 0.0,
         outcomes=outcomes,
         thresholds=asdict(cfg),
+        funding=funding_summary,
     )
     report_dir = None
     if out_dir is not None:
-        report_dir = write_report(report, out_dir, gx_result)
+        report_dir = write_report(report, out_dir, gx_results)
     if raise_on_failure and not report.passed:
         raise DataValidationError(report, report_dir)
     return report
+
+
+def _check(name: str, description: str, expectation: Any, severity: Severity = "failure") -> Check:
+    expectation.severity = "critical" if severity == "failure" else "warning"
+    expectation.meta = {"check": name}
+    return Check(name, description, severity, expectation)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One DataFrame and the checks GX runs on it; `example_columns` are shown for offending rows."""
+
+    name: str
+    frame: pd.DataFrame
+    checks: list[Check]
+    example_columns: tuple[str, ...]
 
 
 def build_suite(cfg: ValidationConfig, columns: Sequence[str], expected_bars: int) -> list[Check]:
     """The expectations, in report order. `expected_bars` turns gap shares into counts of missing bars."""
     import great_expectations.expectations as gxe
 
-    def check(name: str, description: str, expectation: Any, severity: Severity = "failure") -> Check:
-        expectation.severity = "critical" if severity == "failure" else "warning"
-        expectation.meta = {"check": name}
-        return Check(name, description, severity, expectation)
-
     max_missing = math.floor(cfg.max_gap_fraction * expected_bars)
     warn_missing = math.floor(cfg.warn_gap_fraction * expected_bars)
     checks = [
-        check(f"not_null_{column}", f"{column} is never null", gxe.ExpectColumnValuesToNotBeNull(column=column))
+        _check(f"not_null_{column}", f"{column} is never null", gxe.ExpectColumnValuesToNotBeNull(column=column))
         for column in REQUIRED_COLUMNS
     ]
     checks += [
-        check(
+        _check(
             f"{a}_ge_{b}",
             f"{a} >= {b}",
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
@@ -239,52 +321,54 @@ def build_suite(cfg: ValidationConfig, columns: Sequence[str], expected_bars: in
         for a, b in (("high", "open"), ("high", "close"), ("high", "low"), ("open", "low"), ("close", "low"))
     ]
     checks += [
-        check("low_positive", "low > 0", gxe.ExpectColumnValuesToBeBetween(column="low", min_value=0, strict_min=True)),
-        check("volume_non_negative", "volume >= 0", gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0)),
+        _check(
+            "low_positive", "low > 0", gxe.ExpectColumnValuesToBeBetween(column="low", min_value=0, strict_min=True)
+        ),
+        _check("volume_non_negative", "volume >= 0", gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0)),
     ]
     if "turnover" in columns:
         checks.append(
-            check(
+            _check(
                 "turnover_non_negative",
                 "turnover >= 0 where present (NULL allowed: CSV sources carry none)",
                 gxe.ExpectColumnValuesToBeBetween(column="turnover", min_value=0),
             )
         )
     checks += [
-        check(
+        _check(
             "open_time_unique",
             "one bar per open_time (no duplicates)",
             gxe.ExpectColumnValuesToBeUnique(column="open_time_ms"),
         ),
-        check(
+        _check(
             "open_time_increasing",
             "open_time strictly increasing in stored order",
             gxe.ExpectColumnValuesToBeIncreasing(column="open_time_ms", strictly=True),
         ),
-        check(
+        _check(
             "open_time_aligned",
             "open_time on the interval grid",
             gxe.ExpectColumnValuesToBeInSet(column="aligned", value_set=[True]),
         ),
-        check(
+        _check(
             "gap_share",
             f"missing bars <= {max_missing:,} ({cfg.max_gap_fraction:.2%} of {expected_bars:,} expected bars)",
             gxe.ExpectColumnSumToBeBetween(column="missing_bars_before", max_value=max_missing),
         ),
-        check(
+        _check(
             "gaps_warning",
             f"missing bars <= {warn_missing:,} ({cfg.warn_gap_fraction:.2%} of {expected_bars:,} expected bars)",
             gxe.ExpectColumnSumToBeBetween(column="missing_bars_before", max_value=warn_missing),
             severity="warning",
         ),
-        check(
+        _check(
             "no_absurd_jump",
             f"|log return between consecutive bars| <= {cfg.max_abs_log_return}",
             gxe.ExpectColumnValuesToBeBetween(
                 column="log_return", min_value=-cfg.max_abs_log_return, max_value=cfg.max_abs_log_return
             ),
         ),
-        check(
+        _check(
             "large_moves_warning",
             f"|log return between consecutive bars| <= {cfg.warn_abs_log_return}",
             gxe.ExpectColumnValuesToBeBetween(
@@ -292,11 +376,128 @@ def build_suite(cfg: ValidationConfig, columns: Sequence[str], expected_bars: in
             ),
             severity="warning",
         ),
-        check(
+        _check(
             "enough_rows", f"at least {cfg.min_rows:,} rows", gxe.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows)
         ),
     ]
     return checks
+
+
+def _funding_skip_reason(category: str | None, cfg: ValidationConfig) -> str:
+    if category is not None and category not in PERPETUAL_CATEGORIES:
+        return f"category {category} has no funding"
+    if not cfg.check_funding:
+        return "validation.check_funding is false"
+    return "no funding history was given to the gate"
+
+
+def build_funding_suite(
+    cfg: ValidationConfig, settlements: int, spacing_hours: float | None, klines_hours: float
+) -> list[Check]:
+    """The funding expectations over `settlements` rows whose usual spacing is `spacing_hours` (None: fewer
+    than two rows), for klines spanning `klines_hours` between their first and last bar."""
+    import great_expectations.expectations as gxe
+
+    max_gap = cfg.max_funding_gap_hours
+    # Over a span longer than the longest allowed gap at least one settlement must be there; a shorter one
+    # may fall between two.
+    required = 1 if klines_hours > max_gap else 0
+    present = (
+        "funding settlements stored over the klines' range (none: ingest them with `dreamer ingest` or "
+        "--funding-path; validation.check_funding: false for a contract without funding)"
+        if required
+        else f"no funding settlement required over klines spanning at most {max_gap:g} h"
+    )
+    checks = [_check("funding_present", present, gxe.ExpectTableRowCountToBeBetween(min_value=required))]
+    if not settlements:  # nothing to look at: column statistics of an empty table mean nothing
+        return checks
+    edge = spacing_hours or max_gap
+    checks += [
+        _check(
+            "not_null_funding_rate",
+            "funding_rate is never null",
+            gxe.ExpectColumnValuesToNotBeNull(column="funding_rate"),
+        ),
+        _check(
+            "funding_time_unique",
+            "one settlement per time (no duplicates)",
+            gxe.ExpectColumnValuesToBeUnique(column="funding_time_ms"),
+        ),
+        _check(
+            "funding_time_increasing",
+            "funding_time strictly increasing in stored order",
+            gxe.ExpectColumnValuesToBeIncreasing(column="funding_time_ms", strictly=True),
+        ),
+        _check(
+            "funding_time_on_the_hour",
+            "settlements on whole hours, as Bybit settles (anything else is a unit or parsing error)",
+            gxe.ExpectColumnValuesToBeInSet(column="on_the_hour", value_set=[True]),
+        ),
+        _check(
+            "funding_rate_bounded",
+            f"|funding rate| <= {cfg.max_abs_funding_rate:.2%} per settlement",
+            gxe.ExpectColumnValuesToBeBetween(
+                column="funding_rate", min_value=-cfg.max_abs_funding_rate, max_value=cfg.max_abs_funding_rate
+            ),
+        ),
+        _check(
+            "large_funding_warning",
+            f"|funding rate| <= {cfg.warn_abs_funding_rate:.2%} per settlement",
+            gxe.ExpectColumnValuesToBeBetween(
+                column="funding_rate", min_value=-cfg.warn_abs_funding_rate, max_value=cfg.warn_abs_funding_rate
+            ),
+            severity="warning",
+        ),
+        _check(
+            "funding_covers_start",
+            f"first settlement at most {edge:g} h (the usual spacing) after the klines' first bar",
+            gxe.ExpectColumnMinToBeBetween(column="hours_after_klines_start", max_value=edge),
+        ),
+        _check(
+            "funding_covers_end",
+            f"last settlement at most {edge:g} h (the usual spacing) before the klines' last bar",
+            gxe.ExpectColumnMinToBeBetween(column="hours_before_klines_end", max_value=edge),
+        ),
+        _check(
+            "funding_gaps",
+            f"at most {max_gap:g} h between consecutive settlements",
+            gxe.ExpectColumnValuesToBeBetween(column="hours_since_previous", max_value=max_gap),
+        ),
+    ]
+    if spacing_hours is not None:
+        checks.append(
+            _check(
+                "funding_spacing_warning",
+                f"settlements every {spacing_hours:g} h, the series' usual spacing (a schedule change or a "
+                "missed settlement otherwise)",
+                gxe.ExpectColumnValuesToBeInSet(column="hours_since_previous", value_set=[spacing_hours]),
+                severity="warning",
+            )
+        )
+    return checks
+
+
+def _derive_funding_columns(funding: pd.DataFrame, first_bar_ms: int, last_bar_ms: int) -> pd.DataFrame:
+    missing = [c for c in FUNDING_COLUMNS if c not in funding.columns]
+    if missing:
+        raise DreamerError(f"funding lacks column(s) {missing}; expected {list(FUNDING_COLUMNS)}")
+    frame = funding.reset_index(drop=True)[list(FUNDING_COLUMNS)].copy()
+    frame.insert(0, _ROW, np.arange(len(frame)))
+    times = frame["funding_time_ms"].astype(np.int64)
+    frame["funding_time"] = pd.to_datetime(times, unit="ms", utc=True)
+    frame["on_the_hour"] = (times % HOUR_MS == 0).to_numpy()
+    # Hours, rounded to a readable precision (settlements are whole hours apart; 8.0 stays exactly 8.0).
+    frame["hours_since_previous"] = (times.diff() / HOUR_MS).round(4)  # NaN on the first row: GX skips it
+    frame["hours_after_klines_start"] = ((times - first_bar_ms) / HOUR_MS).round(4)
+    frame["hours_before_klines_end"] = ((last_bar_ms - times) / HOUR_MS).round(4)
+    return frame
+
+
+def _usual_spacing_hours(frame: pd.DataFrame) -> float | None:
+    """The most common time between consecutive settlements (the shortest of equally common ones)."""
+    spacings = frame["hours_since_previous"].dropna()
+    spacings = spacings[spacings > 0]
+    return float(spacings.mode().min()) if len(spacings) else None
 
 
 def _derive_columns(klines: pd.DataFrame, bar: Interval) -> pd.DataFrame:
@@ -332,39 +533,46 @@ def _gap_totals(frame: pd.DataFrame, bar: Interval) -> tuple[int, int]:
     return expected, int(frame["missing_bars_before"].sum())
 
 
-def _run_gx(frame: pd.DataFrame, checks: list[Check], examples: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """GX's result of each check by name (GX does not keep the suite's order), and its raw JSON."""
+def _run_gx(batches: list[_Batch], examples: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """GX's result of each check by name (GX does not keep the suite's order), and its raw JSON per batch."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = (
-        context.data_sources.add_pandas("klines")
-        .add_dataframe_asset("klines")
-        .add_batch_definition_whole_dataframe("series")
-        .get_batch(batch_parameters={"dataframe": frame})
-    )
-    suite = gx.ExpectationSuite(name="klines", expectations=[c.expectation for c in checks])
-    result = batch.validate(
-        suite,
-        result_format={
-            "result_format": "SUMMARY",
-            "unexpected_index_column_names": [_ROW],
-            "partial_unexpected_count": max(examples, 1),
-        },
-    )
+    source = context.data_sources.add_pandas("dreamer")
     by_name: dict[str, Any] = {}
-    for item in result.results:
-        config = item.expectation_config
-        by_name[str((config.meta or {}).get("check")) if config else "?"] = item
-    if set(by_name) != {c.name for c in checks}:
-        raise DreamerError(f"great_expectations returned results for {sorted(map(str, by_name))}, not the suite's")
-    return by_name, result.to_json_dict()
+    raw: dict[str, dict[str, Any]] = {}
+    for batch in batches:
+        data = (
+            source.add_dataframe_asset(batch.name)
+            .add_batch_definition_whole_dataframe("series")
+            .get_batch(batch_parameters={"dataframe": batch.frame})
+        )
+        suite = gx.ExpectationSuite(name=batch.name, expectations=[c.expectation for c in batch.checks])
+        result = data.validate(
+            suite,
+            result_format={
+                "result_format": "SUMMARY",
+                "unexpected_index_column_names": [_ROW],
+                "partial_unexpected_count": max(examples, 1),
+            },
+        )
+        found = {}
+        for item in result.results:
+            config = item.expectation_config
+            found[str((config.meta or {}).get("check")) if config else "?"] = item
+        if set(found) != {c.name for c in batch.checks}:
+            raise DreamerError(f"great_expectations returned results for {sorted(found)}, not the {batch.name} suite's")
+        by_name |= found
+        raw[batch.name] = result.to_json_dict()
+    return by_name, raw
 
 
-def _outcome(check: Check, result: Any, frame: pd.DataFrame, examples: int) -> CheckOutcome:
+def _outcome(
+    check: Check, result: Any, frame: pd.DataFrame, examples: int, example_columns: Sequence[str]
+) -> CheckOutcome:
     if result.exception_info and result.exception_info.get("raised_exception"):
         raise DreamerError(f"validation check {check.name} crashed: {result.exception_info.get('exception_message')}")
     expected_type = result.expectation_config.type
@@ -387,12 +595,12 @@ def _outcome(check: Check, result: Any, frame: pd.DataFrame, examples: int) -> C
         rows = frame["missing_bars_before"].nlargest(examples).loc[lambda s: s > 0].index.tolist()
     else:
         rows = []
-    outcome.examples = [_example(frame, row) for row in rows]
+    outcome.examples = [_example(frame, row, example_columns) for row in rows]
     return outcome
 
 
-def _example(frame: pd.DataFrame, row: int) -> dict[str, Any]:
-    columns = [c for c in (*REQUIRED_COLUMNS, "turnover", "missing_bars_before", "log_return") if c in frame.columns]
+def _example(frame: pd.DataFrame, row: int, example_columns: Sequence[str]) -> dict[str, Any]:
+    columns = [c for c in example_columns if c in frame.columns]
     record = {_ROW: int(row), **frame.loc[row, columns].to_dict()}
     return _jsonable(record)
 
@@ -417,14 +625,21 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_report(report: ValidationReport, out_dir: str | Path, gx_result: dict[str, Any] | None = None) -> Path:
-    """Write summary.json, report.html and (optionally) GX's raw result to `out_dir`."""
+def write_report(
+    report: ValidationReport, out_dir: str | Path, gx_results: dict[str, dict[str, Any]] | None = None
+) -> Path:
+    """Write summary.json, report.html and (optionally) GX's raw results (`{"klines": ..., "funding": ...}`)
+    to `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / SUMMARY_FILE, json.dumps(report.to_dict(), indent=2))
     atomic_write_text(out / REPORT_FILE, render_html(report))
-    if gx_result is not None:
-        atomic_write_text(out / GX_RESULT_FILE, json.dumps(_jsonable(gx_result), indent=2, default=str))
+    if gx_results is not None:
+        for name, path in (("klines", out / GX_RESULT_FILE), ("funding", out / GX_FUNDING_RESULT_FILE)):
+            if name in gx_results:
+                atomic_write_text(path, json.dumps(_jsonable(gx_results[name]), indent=2, default=str))
+            else:  # not checked this time: no stale result from an earlier run in the same folder
+                path.unlink(missing_ok=True)
     return out
 
 
@@ -458,6 +673,7 @@ tr.failed td {{ background: #ffebe9; }} tr.warning td {{ background: #fff8c5; }}
 <p class="status">{html.escape(report.status)}</p>
 <p>{report.rows:,} rows from {report.first_open_time} to {report.last_open_time};
 {report.missing_bars:,} missing bars ({report.gap_fraction:.3%} of {report.expected_bars:,} expected).
+{html.escape(report.funding.line())}.
 {len(report.failures)} failure(s), {len(report.warnings)} warning(s);
 Great Expectations suite of {len(report.outcomes)} expectations.</p>
 <table><tr><th>state</th><th>level</th><th>expectation</th><th>unexpected / rows (or observed)</th>

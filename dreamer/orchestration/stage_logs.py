@@ -36,8 +36,13 @@ HEADLINE = ("sharpe", "sortino", "calmar", "total_return", "cagr", "max_drawdown
 
 
 def log_ingest(run: RunLogger, result: Mapping[str, Any]) -> None:
+    """The klines run's counts, and the funding run's (if any) as `funding.*`; the whole report as ingest.json."""
     run.tags({"source": result.get("source"), "status": result.get("status")})
-    run.metrics({key: result[key] for key in INGEST_COUNTS if key in result})
+    funding = result.get("funding") or {}
+    run.metrics(
+        {key: result[key] for key in INGEST_COUNTS if key in result}
+        | {f"funding.{key}": funding[key] for key in INGEST_COUNTS if key in funding}
+    )
     run.dict_artifact(result, "ingest.json")
 
 
@@ -54,6 +59,7 @@ def log_validation(run: RunLogger, summary: Mapping[str, Any], report_dir: str |
             "warnings": len(summary.get("warnings", [])),
             "expectations": len(outcomes),
             "expectations_met": sum(bool(o.get("success")) for o in outcomes),
+            "funding_settlements": (summary.get("funding") or {}).get("settlements"),
         }
     )
     if report_dir is not None and Path(report_dir).is_dir():

@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dreamer.features.validate import FundingSummary
+
 STRATEGY_COLUMNS = (
     ("sharpe", "net Sharpe", "{:.2f}"),
     ("sortino", "Sortino", "{:.2f}"),
@@ -81,6 +83,8 @@ def _validation(summary: Mapping[str, Any] | None) -> list[str]:
         f"{summary.get('missing_bars', 0):,} missing bars ({_fmt(summary.get('gap_fraction'), '{:.3%}')}); "
         f"{met} of {len(outcomes)} expectations met.",
     ]
+    if summary.get("funding"):
+        lines.append(f"{FundingSummary(**summary['funding']).line()}.")
     failed = [o for o in outcomes if not o.get("success")]
     if failed:
         lines += ["", "| check | severity | detail |", "|---|---|---|"]

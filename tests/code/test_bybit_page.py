@@ -1,4 +1,5 @@
-"""Code tier: parsing and checking Bybit kline pages, including four real saved responses."""
+"""Code tier: parsing and checking Bybit kline pages (including four real saved responses) and funding-history
+pages."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dreamer.data.bybit import (
     TESTNET_BASE_URL,
     BybitClient,
     RetryPolicy,
+    parse_funding_page,
     parse_kline_page,
     resolve_base_url,
 )
@@ -193,3 +195,80 @@ def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
         waits = [client._backoff_s(attempt) for _ in range(200)]
         assert ceiling / 2 <= min(waits) and max(waits) <= ceiling
         assert max(waits) - min(waits) > ceiling / 4  # jittered, not constant
+
+
+# --- funding history ----------------------------------------------------------------------------------
+
+H8 = 8 * 3_600_000
+
+
+def funding_payload(items: list[dict[str, Any]], server_time: int, category: str = "linear") -> dict:
+    """A funding-history response as Bybit shapes it: no symbol in `result`, one in every item."""
+    return {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {"category": category, "list": items},
+        "retExtInfo": {},
+        "time": server_time,
+    }
+
+
+def settlement(time_ms: int, rate: str = "0.0001", symbol: str = "BTCUSDT") -> dict[str, Any]:
+    return {"symbol": symbol, "fundingRate": rate, "fundingRateTimestamp": str(time_ms)}
+
+
+def funding_page(items: list[dict[str, Any]]) -> Any:
+    return parse_funding_page(funding_payload(items, T0 + 10 * H8), "linear", "BTCUSDT", T0, T0 + 5 * H8)
+
+
+def test_funding_pages_in_either_order_give_the_same_settlements() -> None:
+    items = [settlement(T0 + i * H8, rate) for i, rate in enumerate(["0.0001", "-0.0000294", "0.00005", "1e-4"])]
+    newest_first = funding_page(items[::-1])
+    oldest_first = funding_page(items)
+    for page in (newest_first, oldest_first):
+        assert page.rates.funding_time_ms.tolist() == [T0 + i * H8 for i in range(4)]
+        assert page.rates.funding_rate.tolist() == [0.0001, -0.0000294, 0.00005, 0.0001]
+        assert page.server_time_ms == T0 + 10 * H8
+    assert len(funding_page([]).rates) == 0
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        ([settlement(T0, symbol="ETHUSDT")], "item 0 is for symbol 'ETHUSDT', not 'BTCUSDT'"),
+        ([{"symbol": "BTCUSDT", "fundingRateTimestamp": str(T0)}], "item 0 is not an object of strings"),
+        ([settlement(T0) | {"fundingRate": 0.0001}], "item 0 is not an object of strings"),
+        ([["BTCUSDT", "0.0001", str(T0)]], "item 0 is not an object of strings"),
+        ([settlement(T0, "abc")], "item 0 fundingRate: 'abc'"),
+        ([settlement(T0, "")], "item 0 fundingRate: ''"),
+        ([settlement(T0, "NaN")], "item 0 fundingRate: 'NaN'"),
+        ([settlement(T0, " 0.0001")], "item 0 fundingRate: ' 0.0001'"),
+        ([settlement(T0, "1e999")], "funding_rate must be a finite number"),
+        ([settlement(T0) | {"fundingRateTimestamp": "1717488000000.0"}], "item 0 fundingRateTimestamp"),
+        ([settlement(T0), settlement(T0)], "duplicate"),
+        ([settlement(T0 - H8)], "outside the window"),
+        ([settlement(T0 + 6 * H8)], "outside the window"),
+    ],
+)
+def test_bad_funding_pages_are_rejected_never_zeroed(items: list[Any], message: str) -> None:
+    with pytest.raises(BybitResponseError, match=message.replace("(", r"\(")):
+        funding_page(items)
+
+
+def test_funding_page_envelope_is_checked() -> None:
+    window = ("linear", "BTCUSDT", T0, T0 + 5 * H8)
+    with pytest.raises(BybitResponseError, match="category 'inverse', not 'linear'"):
+        parse_funding_page(funding_payload([settlement(T0)], T0 + H8, category="inverse"), *window)
+    without_time = funding_payload([settlement(T0)], T0 + H8)
+    del without_time["time"]
+    with pytest.raises(BybitResponseError, match="no integer 'time'"):
+        parse_funding_page(without_time, *window)
+    with pytest.raises(BybitResponseError, match="after the server's time"):
+        parse_funding_page(funding_payload([settlement(T0 + 2 * H8)], T0 + H8), *window)
+
+
+def test_spot_has_no_funding_and_no_request_is_made() -> None:
+    client = BybitClient(base_url="http://127.0.0.1:9")  # nothing listens there: a request would fail
+    with pytest.raises(InvalidMarketError, match="category 'spot' has no funding"):
+        client.fetch_funding("spot", "BTCUSDT", T0, T0 + H8)
+    assert client.stats.requests == 0

@@ -1,4 +1,4 @@
-"""Helpers for the data-tier tests: a client wired to a fake clock, and tables as exact arrays."""
+"""Helpers for the data-tier tests: a client wired to a fake clock, and tables (klines, funding) as exact arrays."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def fast_client(fake: FakeBybit, clock: FakeClock | None = None, **overrides: ob
     clock = clock or FakeClock()
     settings: dict[str, object] = {
         "base_url": fake.url,
-        "timeout_s": 0.25,
+        # Above the ~0.3 s a full garbage collection of this test process (torch, MLflow, Prefect and GX
+        # imported) can take, so that a pause never reads as a timeout; the fake's `slow` fault outlasts it.
+        "timeout_s": 1.0,
         "max_requests_per_second": 10.0,
         "retry": RetryPolicy(max_attempts=4, backoff_base_s=0.5, max_backoff_s=8.0),
         "sleep": clock.sleep,
@@ -56,3 +58,33 @@ def assert_table_equals(db_path: Path, rows: list[list[str]], **series: str) -> 
     assert len(times) == len(expected_times), (len(times), len(expected_times))
     np.testing.assert_array_equal(times, expected_times)
     np.testing.assert_array_equal(values, expected_values)  # NaN == NaN here (NULL turnover)
+
+
+def stored_funding(db_path: Path, category: str = "linear", symbol: str = "BTCUSDT") -> tuple[np.ndarray, np.ndarray]:
+    """The stored settlements as (funding_time_ms [N] int64, funding_rate [N] float64)."""
+    con = store.connect(db_path, read_only=True)
+    try:
+        frame = store.read_funding(con, category, symbol)
+    finally:
+        con.close()
+    return frame["funding_time_ms"].to_numpy(), frame["funding_rate"].to_numpy()
+
+
+def assert_funding_equals(db_path: Path, rows: list[tuple[str, str]], **series: str) -> None:
+    """The stored funding history holds exactly `rows` (text pairs as served or written): same settlements,
+    bit-identical rates, nothing else."""
+    times, rates = stored_funding(db_path, **series)
+    assert len(times) == len(rows), (len(times), len(rows))
+    np.testing.assert_array_equal(times, np.array([int(time_ms) for time_ms, _ in rows], dtype=np.int64))
+    np.testing.assert_array_equal(rates, np.array([float(rate) for _, rate in rows], dtype=np.float64))
+
+
+def generated_funding_rows(count: int, start_ms: int, every_hours: int = 8, seed: int = 0) -> list[tuple[str, str]]:
+    """`count` settlements every `every_hours` from `start_ms`, rates written as Bybit writes them (plain
+    decimals without trailing zeros). Test data for paging and resume only, never presented as market data."""
+    rng = np.random.default_rng(seed)
+    rates = np.round(rng.normal(1e-4, 2e-4, count), 8)
+    return [
+        (str(start_ms + i * every_hours * 3_600_000), np.format_float_positional(rate, trim="-"))
+        for i, rate in enumerate(rates)
+    ]

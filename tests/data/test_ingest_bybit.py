@@ -1,5 +1,6 @@
-"""Data tier: ingestion from the fake Bybit into DuckDB: exactness, the open candle, ordering, resume,
-idempotence, gaps, failures and a real kill -9."""
+"""Data tier: kline ingestion from the fake Bybit into DuckDB: exactness, the open candle, ordering, resume,
+idempotence, gaps, failures and a real kill -9. (Funding, which `ingest_bybit` adds on perpetuals, has its
+own tests in test_ingest_funding.py; here it is switched off so that every request is a kline request.)"""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def first_start(fake: FakeBybit) -> int:
 
 def ingest(db_path: Path, fake: FakeBybit, **kwargs: object):  # type: ignore[no-untyped-def]
     kwargs.setdefault("client", fast_client(fake))
+    kwargs.setdefault("funding", False)
     return ingest_bybit(db_path, "linear", "BTCUSDT", "5", **kwargs)  # type: ignore[arg-type]
 
 
@@ -190,7 +192,7 @@ KILLED_RUN = """
 import sys
 from dreamer.data.ingest import ingest_bybit
 ingest_bybit(sys.argv[1], "linear", "BTCUSDT", "5", start=int(sys.argv[2]), base_url=sys.argv[3],
-             max_requests_per_second=6)
+             max_requests_per_second=6, funding=False)
 """
 
 

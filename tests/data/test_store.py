@@ -1,4 +1,5 @@
-"""Data tier: the DuckDB store: schema, upsert counts, reads, gaps (calendar months included), locking."""
+"""Data tier: the DuckDB store: schema, upsert counts, reads (klines and funding), gaps (calendar months
+included), locking."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from dreamer.data import store
 from dreamer.data.candles import Candles
 from dreamer.data.errors import DatabaseError
+from dreamer.data.funding import FundingRates
 from dreamer.data.markets import INTERVALS, parse_time_ms
 
 T0 = parse_time_ms("2026-01-01")
@@ -35,7 +37,7 @@ def test_connect_creates_folder_and_schema_idempotently(tmp_path: Path) -> None:
     con.close()
     con = store.connect(path)  # reopening re-runs the DDL and keeps the data
     tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert {"klines", "ingestion_runs"} <= tables
+    assert {"klines", "funding_rates", "ingestion_runs"} <= tables
     assert len(store.read_klines(con, "linear", "BTCUSDT", "5")) == 2
     con.close()
 
@@ -115,3 +117,23 @@ def test_a_database_locked_by_another_process_is_a_clear_error(tmp_path: Path) -
         holder.wait()
     time.sleep(0.05)
     store.connect(path).close()
+
+
+def test_funding_upsert_counts_and_reads(tmp_path: Path) -> None:
+    con = store.connect(tmp_path / "k.duckdb")
+    con.execute("SET TimeZone = 'Asia/Tokyo'")  # a caller's session zone must not leak into results
+    times = [T0 + i * 8 * 3_600_000 for i in range(4)]
+    rates = FundingRates(np.array(times, dtype=np.int64), np.array([1e-4, -2.5e-5, 0.0, 5e-5]))
+    assert store.upsert_funding(con, "linear", "BTCUSDT", rates[:3]) == store.UpsertCounts(3, 0, 0)
+    revised = FundingRates(rates.funding_time_ms.copy(), rates.funding_rate.copy())
+    revised.funding_rate[1] = -3e-5
+    assert store.upsert_funding(con, "linear", "BTCUSDT", revised[1:]) == store.UpsertCounts(1, 1, 1)
+    frame = store.read_funding(con, "linear", "BTCUSDT", start="2026-01-01T08:00", end=times[2])
+    assert list(frame.columns) == ["funding_time_ms", "funding_rate"]
+    assert frame.dtypes.tolist() == [np.dtype("int64"), np.dtype("float64")]
+    assert frame["funding_time_ms"].tolist() == times[1:3] and frame["funding_rate"].tolist() == [-3e-5, 0.0]
+    assert store.last_funding_time(con, "linear", "BTCUSDT") == times[3]
+    empty = store.read_funding(con, "inverse", "BTCUSD")  # nothing stored: empty, never zeros
+    assert empty.empty and empty.dtypes.tolist() == [np.dtype("int64"), np.dtype("float64")]
+    assert store.last_funding_time(con, "inverse", "BTCUSD") is None
+    con.close()

@@ -1,4 +1,4 @@
-"""Data tier: the validation gate passes real Bybit klines and names every injected defect."""
+"""Data tier: the validation gate passes real Bybit klines and funding and names every injected defect."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 
 from dreamer.cli import main
 from dreamer.data import store
-from dreamer.data.ingest import ingest_sample
+from dreamer.data.ingest import ingest_csv, ingest_sample
 from dreamer.features.config import ValidationConfig
 from dreamer.features.validate import DataValidationError, validate_klines, validate_series
+from dreamer.paths import SAMPLE_CSV
 from tests.conftest import SHARED_DATA
-from tests.feature_fixtures import read_kline_csv, sample_klines
+from tests.feature_fixtures import read_funding_csv, read_kline_csv, sample_klines
 
 SMALL = ValidationConfig(min_rows=1000)
 
@@ -27,23 +28,36 @@ def klines() -> pd.DataFrame:
 
 
 def test_bundled_sample_passes_and_writes_its_report(tmp_path: Path) -> None:
-    report = validate_klines(sample_klines(), "5", category="linear", symbol="BTCUSDT", out_dir=tmp_path)
+    funding = read_funding_csv()
+    report = validate_klines(
+        sample_klines(), "5", category="linear", symbol="BTCUSDT", funding=funding, out_dir=tmp_path
+    )
     assert report.status == "passed" and report.rows == 58_092 and report.missing_bars == 0
+    assert report.funding.settlements == 606 and report.funding.spacing_hours == 8
+    assert "Funding: 606 settlements 2026-01-01T00:00Z .. 2026-07-21T16:00Z, usually every 8 h" in report.summary_text()
+    assert {o.name for o in report.outcomes} >= {"funding_present", "funding_gaps", "funding_covers_end"}
     assert all(outcome.success for outcome in report.outcomes)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "passed" and summary["failures"] == [] and summary["rows"] == 58_092
     html = (tmp_path / "report.html").read_text()
     assert "linear/BTCUSDT/5" in html and "high_ge_low" in html
     assert json.loads((tmp_path / "gx_result.json").read_text())["success"] is True
+    assert json.loads((tmp_path / "gx_funding_result.json").read_text())["success"] is True
+    assert summary["funding"]["checked"] is True and "606 settlements" in html
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SHARED_DATA.glob("bybit_*_5m_*.csv.gz")) or ["absent"])
 def test_shared_real_data_passes(name: str) -> None:
+    """Every real export, with its real funding history (8 h settlements from 8 h after the first bar)."""
     path = SHARED_DATA / name
     if not path.exists():
         pytest.skip(f"{SHARED_DATA} is absent (only the bundled sample ships with the project)")
-    report = validate_klines(read_kline_csv(path), "5", symbol=name.split("_")[1])
+    [funding_path] = SHARED_DATA.glob(f"bybit_{name.split('_')[1]}_funding_8h_*.csv")
+    funding = read_funding_csv(funding_path)
+    report = validate_klines(read_kline_csv(path), "5", category="linear", symbol=name.split("_")[1], funding=funding)
     assert report.passed, report.summary_text()
+    assert not [o.name for o in report.warnings if o.name.startswith("funding")]  # kline warnings: real crashes
+    assert report.funding.settlements == len(funding) and report.funding.spacing_hours == 8
 
 
 def _duplicate(k: pd.DataFrame) -> pd.DataFrame:
@@ -157,3 +171,122 @@ def test_validate_series_and_cli_on_the_stored_sample(tmp_path: Path, capsys: py
     out = capsys.readouterr().out
     assert "validation FAILED" in out and "enough_rows" in out
     assert json.loads((report_dir / "summary.json").read_text())["failures"] == ["enough_rows"]
+
+
+# --- funding ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def funding() -> pd.DataFrame:
+    """The sample's settlements over `klines` (its first 3000 bars: 2026-01-01 00:00 .. 01-11 09:55)."""
+    settlements = read_funding_csv()
+    return settlements[settlements["funding_time_ms"] <= 1768125300000].reset_index(drop=True)
+
+
+def _settlement(row: int, column: str, value: float) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def inject(f: pd.DataFrame) -> pd.DataFrame:
+        f.loc[row, column] = value
+        return f
+
+    return inject
+
+
+FUNDING_DEFECTS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], set[str]]] = {
+    "no funding at all": (lambda f: f.iloc[:0], {"funding_present"}),
+    "two days without a settlement": (lambda f: f.drop(index=range(10, 16)).reset_index(drop=True), {"funding_gaps"}),
+    "history ends a day before the klines": (lambda f: f.iloc[:-3], {"funding_covers_end"}),
+    "history starts a day after the klines": (lambda f: f.iloc[3:].reset_index(drop=True), {"funding_covers_start"}),
+    "a percentage stored as a fraction": (_settlement(12, "funding_rate", 0.75), {"funding_rate_bounded"}),
+    "NaN rate": (_settlement(12, "funding_rate", np.nan), {"not_null_funding_rate"}),
+    "duplicate settlement": (
+        lambda f: pd.concat([f.iloc[:12], f.iloc[[11]], f.iloc[12:]], ignore_index=True),
+        {"funding_time_unique", "funding_time_increasing"},
+    ),
+    "a settlement a second off the hour": (
+        _settlement(12, "funding_time_ms", 1767225600000 + 12 * 8 * 3_600_000 + 1_000),
+        {"funding_time_on_the_hour"},
+    ),
+}
+
+
+@pytest.mark.parametrize("defect", list(FUNDING_DEFECTS))
+def test_each_funding_defect_fails_the_gate_by_name(
+    klines: pd.DataFrame, funding: pd.DataFrame, defect: str, tmp_path: Path
+) -> None:
+    inject, expected = FUNDING_DEFECTS[defect]
+    with pytest.raises(DataValidationError) as caught:
+        validate_klines(klines, "5", SMALL, category="linear", funding=inject(funding.copy()), out_dir=tmp_path)
+    assert {outcome.name for outcome in caught.value.report.failures} == expected
+    for name in expected:
+        assert f"- {name}:" in str(caught.value)
+    assert set(json.loads((tmp_path / "summary.json").read_text())["failures"]) == expected
+
+
+def test_a_missing_funding_history_names_the_fix(klines: pd.DataFrame) -> None:
+    with pytest.raises(DataValidationError) as caught:
+        validate_klines(klines, "5", SMALL, category="linear", funding=read_funding_csv().iloc[:0])
+    message = str(caught.value)
+    assert "funding_present" in message and "dreamer ingest" in message and "(observed 0)" in message
+    assert caught.value.report.funding.line() == "Funding: no settlements over the klines' range"
+
+
+def test_gap_examples_name_the_settlement_after_the_gap(klines: pd.DataFrame, funding: pd.DataFrame) -> None:
+    gappy = funding.drop(index=range(10, 16)).reset_index(drop=True)
+    with pytest.raises(DataValidationError) as caught:
+        validate_klines(klines, "5", SMALL, category="linear", funding=gappy)
+    (outcome,) = caught.value.report.failures
+    assert outcome.unexpected_count == 1
+    [example] = outcome.examples
+    assert example["hours_since_previous"] == 56.0 and example["funding_time"] == "2026-01-06T08:00:00+00:00"
+
+
+def test_irregular_spacing_and_large_rates_are_warnings(klines: pd.DataFrame, funding: pd.DataFrame) -> None:
+    one_missed = funding.drop(index=[12]).reset_index(drop=True)  # 16 h once: a warning, not a failure
+    report = validate_klines(klines, "5", SMALL, category="linear", funding=one_missed)
+    assert report.status == "passed with warnings" and [o.name for o in report.warnings] == ["funding_spacing_warning"]
+    (spacing,) = report.warnings
+    assert [example["hours_since_previous"] for example in spacing.examples] == [16.0]
+    large = funding.copy()
+    large.loc[5, "funding_rate"] = -0.02  # -2 %: rare but real on stressed alts
+    report = validate_klines(klines, "5", SMALL, category="linear", funding=large)
+    assert [o.name for o in report.warnings] == ["large_funding_warning"]
+
+
+def test_the_usual_spacing_comes_from_the_data(klines: pd.DataFrame) -> None:
+    """Some symbols settle every 4 h (or 1 h): such a history passes as it is; a switch from 8 h to 4 h warns."""
+    start, end = (int(klines["open_time"].iloc[i].value // 1_000_000) for i in (0, -1))
+    every_4h = pd.DataFrame({"funding_time_ms": np.arange(start, end + 1, 4 * 3_600_000), "funding_rate": 1e-4})
+    report = validate_klines(klines, "5", SMALL, category="linear", funding=every_4h)
+    assert report.status == "passed" and report.funding.spacing_hours == 4
+    switched = every_4h[(every_4h["funding_time_ms"] - start) % (8 * 3_600_000) == 0]
+    switched = pd.concat([switched.iloc[:10], every_4h.iloc[20:]], ignore_index=True)
+    report = validate_klines(klines, "5", SMALL, category="linear", funding=switched)
+    assert [o.name for o in report.warnings] == ["funding_spacing_warning"] and report.passed
+
+
+def test_funding_thresholds_come_from_config(klines: pd.DataFrame, funding: pd.DataFrame) -> None:
+    gappy = funding.drop(index=range(10, 13)).reset_index(drop=True)  # 32 h without a settlement
+    with pytest.raises(DataValidationError, match="funding_gaps"):
+        validate_klines(klines, "5", SMALL, category="linear", funding=gappy)
+    relaxed = ValidationConfig(min_rows=1000, max_funding_gap_hours=48)
+    assert validate_klines(klines, "5", relaxed, category="linear", funding=gappy).passed
+    strict = ValidationConfig(min_rows=1000, max_abs_funding_rate=0.00008, warn_abs_funding_rate=0.00005)
+    with pytest.raises(DataValidationError, match="funding_rate_bounded"):
+        validate_klines(klines, "5", strict, category="linear", funding=funding)
+
+
+def test_validate_series_requires_funding_on_perpetuals_only(tmp_path: Path) -> None:
+    db = tmp_path / "db.duckdb"
+    ingest_csv(db, SAMPLE_CSV, "linear", "BTCUSDT", "5")  # klines without their funding
+    ingest_csv(db, SAMPLE_CSV, "spot", "BTCUSDT", "5")
+    con = store.connect(db, read_only=True)
+    try:
+        with pytest.raises(DataValidationError, match="funding_present"):
+            validate_series(con, "linear", "BTCUSDT", "5", SMALL)
+        spot = validate_series(con, "spot", "BTCUSDT", "5", SMALL)
+        off = validate_series(con, "linear", "BTCUSDT", "5", ValidationConfig(min_rows=1000, check_funding=False))
+    finally:
+        con.close()
+    assert spot.passed and spot.funding.line() == "Funding not checked: category spot has no funding"
+    assert off.passed and off.funding.reason == "validation.check_funding is false"
+    assert not any(o.name.startswith("funding") for o in spot.outcomes + off.outcomes)

@@ -1,14 +1,23 @@
-"""A loopback fake of Bybit's `GET /v5/market/kline`, serving real klines with Bybit's semantics.
+"""A loopback fake of Bybit's `GET /v5/market/kline` and `GET /v5/market/funding/history`, serving real
+klines and funding settlements with Bybit's semantics.
 
-Semantics reproduced: `category`/`symbol`/`interval` checked (retCode 10001 otherwise), `limit` 1..1000
-(default 200), `start`/`end` inclusive on candle starts with `start` floored to its candle, no candle
-after the server's `now`, the candle containing `now` served as still open (partial values), numbers as
-strings, and the envelope `time`. Pages are newest-first (Bybit) or, with `order="oldest_first"`,
-ascending; when a window holds more than `limit` candles the newest (resp. oldest) `limit` are served,
-which is exactly the ambiguity the client must never depend on.
+Klines: `category`/`symbol`/`interval` checked (retCode 10001 otherwise), `limit` 1..1000 (default 200),
+`start`/`end` inclusive on candle starts with `start` floored to its candle, no candle after the server's
+`now`, the candle containing `now` served as still open (partial values), numbers as strings, and the
+envelope `time`.
 
-Faults are queued with `inject(...)` and consumed one per request, in order; see `FAULTS`.
-Every request is logged (`log`), so tests can count requests and inspect their windows.
+Funding history: categories linear and inverse only, `symbol` checked, `limit` 1..200 (default 200),
+`startTime`/`endTime` inclusive on settlement times; `startTime` alone is an error (retCode 10001), only
+`endTime` gives the `limit` settlements up to it, neither the latest `limit`; no settlement after `now`;
+items `{symbol, fundingRate, fundingRateTimestamp}` as strings.
+
+Pages are newest-first (Bybit) or, with `order="oldest_first"`, ascending; when a window holds more than
+`limit` rows the newest (resp. oldest) `limit` are served, which is exactly the ambiguity the client
+must never depend on.
+
+Faults are queued with `inject(...)` and consumed one per request, in order, whichever the endpoint; see
+`FAULTS`. Every request is logged (`log`, or `kline_requests` / `funding_requests`), so tests can count
+requests and inspect their windows.
 
 The source CSVs have no turnover; the fake serves `volume * (high + low + close) / 3` rounded to 4
 decimals in its place (a stand-in for tests, not market data).
@@ -48,17 +57,20 @@ FAULTS = {
     "truncated": "HTTP 200 whose JSON body is cut in half",
     "slow": "answers after `slow_s` seconds (longer than a test client's timeout)",
     "drop": "closes the connection without answering",
-    "wrong_symbol": "echoes another symbol",
+    "wrong_symbol": "echoes another symbol (funding: in one item)",
     "wrong_category": "echoes another category",
     "missing_time": "envelope without `time`",
-    "short_row": "one row with 6 fields",
-    "bad_number": "one close is 'abc'",
-    "empty_number": "one volume is ''",
-    "nan_number": "one high is 'NaN'",
-    "number_not_string": "one open is a JSON number",
-    "outside_window": "one extra candle before the window",
+    "short_row": "one row with 6 fields (funding: one item without fundingRate)",
+    "bad_number": "one close is 'abc' (funding: one fundingRate)",
+    "empty_number": "one volume is '' (funding: one fundingRate)",
+    "nan_number": "one high is 'NaN' (funding: one fundingRate)",
+    "number_not_string": "one open is a JSON number (funding: one fundingRate)",
+    "outside_window": "one extra row before the window",
     "duplicate_row": "one row twice",
 }
+KLINE_PATH = "/v5/market/kline"
+FUNDING_PATH = "/v5/market/funding/history"
+FUNDING_MAX_LIMIT = 200
 
 HTML_403 = (
     b"<!DOCTYPE HTML PUBLIC '-//W3C//DTD HTML 4.01 Transitional//EN'><HTML><HEAD><TITLE>ERROR: The request "
@@ -102,7 +114,31 @@ class KlineSeries:
 
 
 @dataclass
+class FundingSeries:
+    """One perpetual's served settlements: times (ascending) and `(time, rate)` text pairs as in the file."""
+
+    funding_time_ms: np.ndarray
+    rows: list[tuple[str, str]]
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> FundingSeries:
+        """Every row of a `funding_time_ms,funding_rate` file, as written there."""
+        lines = Path(path).read_text(encoding="utf-8").splitlines()[1:]
+        return cls.from_rows([(time_ms, rate) for time_ms, rate in (line.split(",") for line in lines)])
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[str, str]]) -> FundingSeries:
+        return cls(np.array([int(time_ms) for time_ms, _ in rows], dtype=np.int64), list(rows))
+
+    def without(self, positions: list[int] | range) -> FundingSeries:
+        """The history with the settlements at `positions` removed."""
+        drop = set(positions)
+        return FundingSeries.from_rows([row for i, row in enumerate(self.rows) if i not in drop])
+
+
+@dataclass
 class RequestRecord:
+    path: str
     params: dict[str, str]
     fault: str | None
     status: int
@@ -111,24 +147,29 @@ class RequestRecord:
 
 
 class FakeBybit:
-    """`with FakeBybit({("linear", "BTCUSDT", "5"): series}) as fake: ... fake.url ...`.
+    """`with FakeBybit({("linear", "BTCUSDT", "5"): series}, {("linear", "BTCUSDT"): funding}) as fake: ...`.
 
     `now_ms` is the server clock (the `time` envelope field); by default it lies inside the last candle
-    of every series, so that candle is open and must never be stored.
+    of every kline series, so that candle is open and must never be stored (without klines: an hour after
+    the last settlement). A symbol without a funding series is unknown to the funding endpoint (10001).
     """
 
     def __init__(
         self,
         series: dict[tuple[str, str, str], KlineSeries],
+        funding: dict[tuple[str, str], FundingSeries] | None = None,
         now_ms: int | None = None,
         order: str = "newest_first",
-        slow_s: float = 0.5,
+        slow_s: float = 1.5,
         reset_after_ms: int = 1500,
     ) -> None:
         assert order in ("newest_first", "oldest_first"), order
         self.series = series
-        if now_ms is None:
+        self.funding = funding or {}
+        if now_ms is None and series:
             now_ms = max(int(s.open_time_ms[-1]) + INTERVAL_MS[key[2]] // 2 for key, s in series.items())
+        elif now_ms is None:
+            now_ms = max(int(f.funding_time_ms[-1]) for f in self.funding.values()) + 3_600_000
         self.now_ms = now_ms
         self.order = order
         self.slow_s = slow_s
@@ -169,7 +210,11 @@ class FakeBybit:
 
     @property
     def kline_requests(self) -> list[RequestRecord]:
-        return list(self.log)
+        return [record for record in self.log if record.path == KLINE_PATH]
+
+    @property
+    def funding_requests(self) -> list[RequestRecord]:
+        return [record for record in self.log if record.path == FUNDING_PATH]
 
     def closed_rows(self, key: tuple[str, str, str]) -> list[list[str]]:
         """The rows a correct client ends up storing: every candle closed by `now_ms`."""
@@ -177,17 +222,24 @@ class FakeBybit:
         closed = series.open_time_ms + INTERVAL_MS[key[2]] <= self.now_ms
         return [row for row, keep in zip(series.rows, closed, strict=True) if keep]
 
+    def settled_rows(self, key: tuple[str, str]) -> list[tuple[str, str]]:
+        """The settlements a correct client ends up storing: every one at or before `now_ms`."""
+        series = self.funding[key]
+        return [row for row, time_ms in zip(series.rows, series.funding_time_ms, strict=True) if time_ms <= self.now_ms]
+
     # -- request handling ---------------------------------------------------------------------------
 
-    def arrive(self, query: dict[str, str]) -> RequestRecord:
+    def arrive(self, path: str, query: dict[str, str]) -> RequestRecord:
         """Log a request as it arrives (so a slow answer still counts in order) and take its fault."""
         with self._lock:
-            record = RequestRecord(query, self.faults.popleft() if self.faults else None, 0, 0)
+            record = RequestRecord(path, query, self.faults.popleft() if self.faults else None, 0, 0)
             self.log.append(record)
         return record
 
-    def respond(self, query: dict[str, str], fault: str | None) -> tuple[int, dict[str, str], bytes | None, int]:
-        """(status, headers, body or None to drop the connection, rows served)."""
+    def respond(
+        self, path: str, query: dict[str, str], fault: str | None
+    ) -> tuple[int, dict[str, str], bytes | None, int]:
+        """(status, headers, body or None to drop the connection, rows served) of a request to `path`."""
         if fault == "slow":
             time.sleep(self.slow_s)
         if fault == "drop":
@@ -211,9 +263,15 @@ class FakeBybit:
             if fault == "ret_10006":
                 headers["X-Bapi-Limit-Reset-Timestamp"] = str(int(time.time() * 1000) + self.reset_after_ms)
             return 200, headers, self._envelope(code, message, {}), 0
-        code, message, result = self._klines(query)
+        if path == KLINE_PATH:
+            code, message, result = self._klines(query)
+        else:
+            code, message, result = self._funding(query)
         rows = result.get("list", [])
-        self._corrupt(fault, query, result)
+        if path == KLINE_PATH:
+            self._corrupt_klines(fault, query, result)
+        else:
+            self._corrupt_funding(fault, result)
         payload = self._envelope(code, message, result)
         if fault == "missing_time":
             payload = payload.replace(b',"time":' + str(self.now_ms).encode(), b"")
@@ -258,7 +316,57 @@ class FakeBybit:
             rows.reverse()
         return 0, "OK", {"symbol": symbol, "category": category, "list": rows}
 
-    def _corrupt(self, fault: str | None, query: dict[str, str], result: dict[str, Any]) -> None:
+    def _funding(self, query: dict[str, str]) -> tuple[int, str, dict[str, Any]]:
+        category, symbol = query.get("category", ""), query.get("symbol", "")
+        if category not in ("linear", "inverse"):
+            return 10001, "params error: category only support linear or inverse", {}
+        series = self.funding.get((category, symbol))
+        if series is None:
+            return 10001, "Not supported symbols", {}
+        try:
+            limit = int(query.get("limit", str(FUNDING_MAX_LIMIT)))
+            end = int(query["endTime"]) if "endTime" in query else None
+            start = int(query["startTime"]) if "startTime" in query else None
+        except ValueError:
+            return 10001, "params error", {}
+        if not 1 <= limit <= FUNDING_MAX_LIMIT:
+            return 10001, f"params error: limit must be in [1, {FUNDING_MAX_LIMIT}]", {}
+        if start is not None and end is None:  # documented: startTime alone is an error
+            return 10001, "params error: endTime is required when startTime is given", {}
+        end = self.now_ms if end is None else min(end, self.now_ms)
+        hi = int(np.searchsorted(series.funding_time_ms, end, side="right"))
+        lo = max(0, hi - limit) if start is None else int(np.searchsorted(series.funding_time_ms, start, side="left"))
+        if hi - lo > limit:  # undocumented on Bybit, as for klines
+            lo, hi = (hi - limit, hi) if self.order == "newest_first" else (lo, lo + limit)
+        items = [
+            {"symbol": symbol, "fundingRate": rate, "fundingRateTimestamp": time_ms}
+            for time_ms, rate in series.rows[lo:hi]
+        ]
+        if self.order == "newest_first":
+            items.reverse()
+        return 0, "OK", {"category": category, "list": items}
+
+    def _corrupt_funding(self, fault: str | None, result: dict[str, Any]) -> None:
+        items = result.get("list")
+        if fault == "wrong_category":
+            result["category"] = "inverse" if result.get("category") != "inverse" else "linear"
+        elif not items:
+            return
+        elif fault == "wrong_symbol":
+            items[0]["symbol"] = "ETHUSDT" if items[0]["symbol"] != "ETHUSDT" else "BTCUSDT"
+        elif fault == "short_row":
+            del items[0]["fundingRate"]
+        elif fault in ("bad_number", "empty_number", "nan_number"):
+            items[0]["fundingRate"] = {"bad_number": "abc", "empty_number": "", "nan_number": "NaN"}[fault]
+        elif fault == "number_not_string":
+            items[0]["fundingRate"] = float(items[0]["fundingRate"])
+        elif fault == "duplicate_row":
+            items.append(dict(items[0]))
+        elif fault == "outside_window":
+            before = min(int(item["fundingRateTimestamp"]) for item in items) - 8 * 3_600_000
+            items.append({**items[0], "fundingRateTimestamp": str(before)})
+
+    def _corrupt_klines(self, fault: str | None, query: dict[str, str], result: dict[str, Any]) -> None:
         rows = result.get("list")
         if fault == "wrong_symbol":
             result["symbol"] = "ETHUSDT" if result.get("symbol") != "ETHUSDT" else "BTCUSDT"
@@ -298,11 +406,11 @@ def _make_handler(fake: FakeBybit) -> type[BaseHTTPRequestHandler]:
             status: int
             headers: dict[str, str]
             body: bytes | None
-            if url.path != "/v5/market/kline":
+            if url.path not in (KLINE_PATH, FUNDING_PATH):
                 status, headers, body, rows = 404, {}, b"not found", 0
             else:
-                record = fake.arrive(query)
-                status, headers, body, rows = fake.respond(query, record.fault)
+                record = fake.arrive(url.path, query)
+                status, headers, body, rows = fake.respond(url.path, query, record.fault)
                 record.status, record.rows = status, rows
             if body is None:  # drop: close without a response
                 self.close_connection = True
