@@ -130,6 +130,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         )
     low, high = report["agent"]["sharpe_ci"]
     lines.append(f"agent Sharpe {report['agent']['sharpe_ci_level']:.0%} CI: [{low:.2f}, {high:.2f}]")
+    if report["agent"].get("degenerate"):
+        lines.append(
+            f"DEGENERATE POLICY: the agent holds {report['agent']['dominant_position']:+g} on "
+            f"{report['agent']['dominant_position_share']:.1%} of the test bars (a constant bet, not a trading rule)"
+        )
     for name, c in report["comparison"].items():
         verdict = "significantly better" if c["significant"] else ("better" if c["beats"] else "not better")
         lines.append(f"  vs {name}: Sharpe diff {c['sharpe_diff']:+.2f} ({verdict})")

@@ -33,3 +33,20 @@ def test_parser_builds_without_heavy_imports() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
     assert build_parser().prog == "dreamer"
+
+
+def test_run_summary_calls_a_one_position_policy_degenerate() -> None:
+    from dreamer.commands.run import summary_lines
+
+    metrics = {"total_return": 0.01, "sharpe": 1.0, "sortino": 1.0, "max_drawdown": 0.02, "turnover": 0.0}
+    agent = {**metrics, "num_trades": 1, "sharpe_ci": [-1.0, 3.0], "sharpe_ci_level": 0.95}
+    report = {
+        "data": {"symbol": "BTCUSDT", "interval": "5", "rows": 100},
+        "evaluation": {"start": "a", "end": "b", "bars": 50, "cost_rate": 0.00065},
+        "agent": agent,
+        "baselines": {"flat": {**metrics, "num_trades": 0}},
+        "comparison": {},
+    }
+    assert not any("DEGENERATE" in line for line in summary_lines(report))
+    agent |= {"degenerate": True, "dominant_position": -0.5, "dominant_position_share": 0.996}
+    assert "DEGENERATE POLICY: the agent holds -0.5 on 99.6% of the test bars" in "\n".join(summary_lines(report))
