@@ -120,6 +120,7 @@ class _FilterSequence(torch.autograd.Function):
         unimix: float,
         classes: int,  # K
         eps: float,  # of the three LayerNorms
+        keep_trace: bool,  # False when no gradient will be asked for: only h, the samples and q are kept
         *weights: Tensor,  # `_Weights`, flat: autograd differentiates the inputs of a Function only
     ) -> tuple[Tensor, Tensor, Tensor]:
         w = _Weights(*weights)
@@ -132,6 +133,8 @@ class _FilterSequence(torch.autograd.Function):
         h = h0.contiguous()
         img_pre = z0 @ w.img_w.T  # [B, H]: z_0 comes from outside, so it is multiplied, not gathered
         trace: list[_Trace] = []
+        hs: list[Tensor] = []  # without a trace: h_t and the samples alone
+        samples: list[Tensor] = []
         probs_seq: list[Tensor] = []
         for t in range(steps):
             if action_proj is not None:
@@ -153,38 +156,46 @@ class _FilterSequence(torch.autograd.Function):
             soft = torch.softmax(torch.addmm(w.out_b, post_hidden, out_rows).view(batch, stoch, classes), -1)
             probs = soft * (1.0 - unimix) + unimix / classes  # q_t [B, S, K]
             sample = torch.searchsorted(probs.cumsum(-1), uniform[t], right=True).clamp_max_(classes - 1)
-            trace.append(
-                _Trace(
-                    img_pre,
-                    img_mean,
-                    img_rstd,
-                    img_norm,
-                    xh,
-                    h,
-                    gru_pre,
-                    gru_mean,
-                    gru_rstd,
-                    gru_norm,
-                    gates,
-                    new,
-                    post_pre,
-                    post_mean,
-                    post_rstd,
-                    post_norm,
-                    post_hidden,
-                    soft,
-                    sample,
+            if not keep_trace:
+                hs.append(h)
+                samples.append(sample)
+            else:
+                trace.append(
+                    _Trace(
+                        img_pre,
+                        img_mean,
+                        img_rstd,
+                        img_norm,
+                        xh,
+                        h,
+                        gru_pre,
+                        gru_mean,
+                        gru_rstd,
+                        gru_norm,
+                        gates,
+                        new,
+                        post_pre,
+                        post_mean,
+                        post_rstd,
+                        post_norm,
+                        post_hidden,
+                        soft,
+                        sample,
+                    )
                 )
-            )
             probs_seq.append(probs)
             img_pre = F.embedding_bag(sample.view(batch, stoch) + offsets, img_rows, mode="sum")  # a_{t+1} [B, H]
-        stacked = _Trace(*(torch.stack(column) for column in zip(*trace, strict=True)))  # [T, B, ·]
-        ctx.save_for_backward(h0, z0, *stacked, *weights)
+        if keep_trace:
+            stacked = _Trace(*(torch.stack(column) for column in zip(*trace, strict=True)))  # [T, B, ·]
+            ctx.save_for_backward(h0, z0, *stacked, *weights)
+            h_seq, sample_seq = stacked.h, stacked.sample
+        else:
+            h_seq, sample_seq = torch.stack(hs), torch.stack(samples)  # [T, B, D], [T, B, S, 1]
         ctx.unimix, ctx.has_action = unimix, action_proj is not None
         # the outputs batch-major, as the heads and the KL read them: [B, T, ·]
         probs = torch.stack(probs_seq, 1)  # [B, T, S, K]
-        z = torch.zeros_like(probs).scatter_(-1, stacked.sample.transpose(0, 1), 1.0).flatten(-2)  # [B, T, S·K]
-        return stacked.h.transpose(0, 1).contiguous(), z, probs
+        z = torch.zeros_like(probs).scatter_(-1, sample_seq.transpose(0, 1), 1.0).flatten(-2)  # [B, T, S·K]
+        return h_seq.transpose(0, 1).contiguous(), z, probs
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
@@ -268,8 +279,9 @@ class _FilterSequence(torch.autograd.Function):
         )
         grad_embed_proj = dpost_pre.view(steps, batch, hidden).transpose(0, 1)  # [B, T, H]
         grad_action_proj = dimg_pre.view(steps, batch, hidden).transpose(0, 1) if ctx.has_action else None
-        # one gradient per input of forward: h0, z0, embed_proj, action_proj, uniform, unimix, classes, eps, weights
-        return dh, dz, grad_embed_proj, grad_action_proj, None, None, None, None, *grads_w
+        # one gradient per input of forward: h0, z0, embed_proj, action_proj, uniform, unimix, classes, eps,
+        # keep_trace, weights
+        return dh, dz, grad_embed_proj, grad_action_proj, None, None, None, None, None, *grads_w
 
 
 def filter_sequence(
@@ -307,6 +319,10 @@ def filter_sequence(
         posterior.out.weight,
         posterior.out.bias,
     )
+    # Inference (the backtest filters months of bars in one call) asks for no gradient: then the per-step
+    # trace the backward needs (19 tensors a step) is never kept, and memory stays O(T·(D + S·K)).
+    differentiable = (h0, z0, embed_proj, action_proj, *weights)
+    keep_trace = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in differentiable)
     return _FilterSequence.apply(
-        h0, z0, embed_proj, action_proj, uniform, unimix, classes, img_in.norm.eps, *weights
+        h0, z0, embed_proj, action_proj, uniform, unimix, classes, img_in.norm.eps, keep_trace, *weights
     )  # fmt: skip

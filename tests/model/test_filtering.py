@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from dreamer.model import filtering
 from dreamer.model.config import DreamerConfig
 from dreamer.model.distributions import straight_through_sample, unimix_probs
 from dreamer.model.rssm import RSSM, RSSMState
@@ -100,3 +101,36 @@ def test_fused_filtering_runs_without_autograd() -> None:
     with torch.no_grad():
         post, probs = rssm.observe(torch.randn(B, T, E))
     assert not post.h.requires_grad and torch.isfinite(probs).all()
+
+
+def test_inference_keeps_no_trace_and_filters_identically(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without gradients (a frozen model under no_grad, as in the backtest) the loop keeps no backward trace:
+    the same states, samples and probabilities, and nothing saved for a backward pass."""
+    torch.manual_seed(0)
+    rssm = RSSM(E, 0, TINY)
+    embed = torch.randn(B, 40, E)
+    torch.manual_seed(1)
+    traced, traced_probs = rssm.observe(embed)
+    assert traced.h.grad_fn is not None
+    rssm.requires_grad_(False)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        untraced, untraced_probs = rssm.observe(embed)
+    assert untraced.h.grad_fn is None
+    assert torch.equal(untraced.h, traced.h) and torch.equal(untraced.z, traced.z)
+    assert torch.equal(untraced_probs, traced_probs)
+
+    traces: list[object] = []  # the per-step records the backward pass would need
+
+    def counted(*columns: object) -> object:
+        traces.append(columns)
+        return trace_type(*columns)
+
+    trace_type = filtering._Trace
+    monkeypatch.setattr(filtering, "_Trace", counted)
+    with torch.no_grad():
+        rssm.observe(embed)
+    assert traces == []
+    rssm.requires_grad_(True)
+    rssm.observe(embed)  # training: one record a step, and one stacked
+    assert len(traces) == 40 + 1
