@@ -48,7 +48,8 @@ DIRECTIONAL = ("regime", "ou")
 @dataclass(frozen=True)
 class BenchmarkCase:
     market: str  # a name of dreamer.synthetic.MARKETS
-    seed: int  # draws the market's parameters, its bars and the agent's seed
+    seed: int  # draws the market's parameters (unless given), its bars and the agent's seed
+    parameters: tuple[tuple[str, float], ...] = ()  # fixed parameters instead of drawn ones
 
     @property
     def name(self) -> str:
@@ -88,7 +89,7 @@ def run_case(case: BenchmarkCase, cfg: RunConfig, out_dir: str | Path, num_bars:
         stage_validate,
         use_cpu_threads,
     )
-    from dreamer.synthetic import oracle_metrics, sample_market, write_csv
+    from dreamer.synthetic import market_from_spec, oracle_metrics, sample_market, write_csv
 
     use_cpu_threads(1)
     # a synthetic market has no funding: its gate checks the klines only
@@ -96,7 +97,10 @@ def run_case(case: BenchmarkCase, cfg: RunConfig, out_dir: str | Path, num_bars:
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    market = sample_market(case.market, case.seed)
+    if case.parameters:
+        market = market_from_spec(case.market, **dict(case.parameters))
+    else:
+        market = sample_market(case.market, case.seed)
     series = market.generate(num_bars, case.seed)
     csv_path = out / f"synthetic-{case.name}.csv.gz"
     write_csv(series, csv_path)
