@@ -125,15 +125,21 @@ def log_training(run: RunLogger, result: Mapping[str, Any]) -> None:
 
 
 def log_evaluation(run: RunLogger, evaluation: Mapping[str, Any]) -> None:
-    """Agent and baseline backtests, comparisons, world-model forecast metrics, metrics.json and plots."""
+    """Agent and baseline backtests, comparisons, world-model forecast metrics, held-out diagnostics,
+    metrics.json, the diagnostics trace and plots."""
     run.metrics(
-        {key: evaluation.get(key) for key in ("agent", "baselines", "comparison", "world_model")}
+        {key: evaluation.get(key) for key in ("agent", "baselines", "comparison", "world_model", "diagnostics")}
         | {"window": {"bars": evaluation.get("window", {}).get("bars")}}
     )
     window = evaluation.get("window", {})
     run.tags({"window.start": window.get("start"), "window.end": window.get("end")})
     if evaluation.get("metrics_path"):
         run.artifact(evaluation["metrics_path"])
+        from dreamer.evaluation.diagnostics import TRACE_FILE  # imports torch
+
+        trace = Path(evaluation["metrics_path"]).parent / TRACE_FILE
+        if trace.exists():
+            run.artifact(trace)
     for path in (evaluation.get("plots") or {}).values():
         run.artifact(path, "plots")
 

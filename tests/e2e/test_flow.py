@@ -115,6 +115,9 @@ def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, An
     assert {"plots/equity.png", "plots/drawdown.png", "plots/positions.png", "plots/imagined_vs_real.png"} <= plots
     assert "baselines.momentum.sharpe" in evaluate_run.data.metrics
     assert any(key.startswith("world_model.") for key in evaluate_run.data.metrics)
+    diagnostics = {"diagnostics.critic.corr", "diagnostics.imagination.realised_turnover", "agent.sharpe_se"}
+    assert diagnostics <= set(evaluate_run.data.metrics)
+    assert "trace.npz" in {a.path for a in client.list_artifacts(evaluate_run.info.run_id)}
 
     # --- the registry: version 1 is champion, with the decision as tags -------------------------------------
     promotion = summary["promotion"]
