@@ -30,11 +30,17 @@ def train(cfg: DreamerConfig, forecast_bps: float, updates: int, seed: int = 0) 
 def test_basis_point_rewards_let_advantages_drive_the_policy():
     """A market forecast to rise 1 bp every bar, no costs: the best policy is fully long.
 
-    With rewards in basis points the normalised advantages dominate the entropy bonus and the actor
-    learns to go long. In natural units the same returns sit far below the normaliser's floor of 1, the
-    advantages (~1e-4) are smaller than the entropy bonus and the policy stays close to uniform."""
+    The categorical REINFORCE actor (the band actor has no entropy bonus to drown). With rewards in basis
+    points the normalised advantages dominate the entropy bonus and the actor learns to go long. In natural
+    units the same returns sit far below the normaliser's floor of 1, the advantages (~1e-4) are smaller
+    than the entropy bonus and the policy stays close to uniform."""
     cfg = dataclasses.replace(
-        TINY_AGENT, fee_rate=0.0, slippage_rate=0.0, actor_learning_rate=1e-3, critic_learning_rate=1e-3
+        TINY_AGENT,
+        actor_grad="reinforce",
+        fee_rate=0.0,
+        slippage_rate=0.0,
+        actor_learning_rate=1e-3,
+        critic_learning_rate=1e-3,
     )
     in_bps = train(cfg, 1.0, updates=80)[-1]
     natural = train(dataclasses.replace(cfg, return_unit=1.0), 1.0, updates=80)[-1]
