@@ -91,11 +91,10 @@ class ActorCritic(nn.Module):
 
         if dynamics:
             frozen = {name: param.detach() for name, param in self.critic.named_parameters()}
-            values_of_path = functional_call(self.critic, frozen, (traj.inputs,))  # logits [H + 1, N, K]
-            values_of_path = twohot_mean(torch.softmax(values_of_path.float(), -1), self.critic.bins)
-            path_returns = lambda_returns(traj.rewards, values_of_path, cfg.discount, cfg.lambda_gae)  # [H, N]
+            path_logits = functional_call(self.critic, frozen, (traj.inputs,))  # [H + 1, N, K]
+            path_values = twohot_mean(torch.softmax(path_logits.float(), -1), self.critic.bins)  # [H + 1, N]
+            path_returns = lambda_returns(traj.rewards, path_values, cfg.discount, cfg.lambda_gae)  # [H, N]
             actor_loss = -(weight * path_returns / scale).mean()
-            entropy = torch.zeros(())
         else:
             assert traj.actions is not None and isinstance(self.actor, Actor)
             logp = self.actor(x[:-1])  # [H, N, L]
