@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dreamer.model.distributions import symlog
+from dreamer.model.distributions import symexp, symlog
 from dreamer.trading import net_log_return
 
 PORTFOLIO_FEATURES = 3
@@ -50,6 +50,12 @@ class Portfolio:
         return torch.stack(
             [self.position, symlog(self.unrealised * BASIS_POINTS), symlog(self.drawdown * BASIS_POINTS)], -1
         )
+
+    @classmethod
+    def from_features(cls, features: Tensor) -> Portfolio:
+        """The account whose `features()` are `features [N, 3]` (symlog is invertible)."""
+        position, unrealised, drawdown = features.unbind(-1)
+        return cls(position, symexp(unrealised) / BASIS_POINTS, symexp(drawdown) / BASIS_POINTS)
 
     def detach(self) -> Portfolio:
         """The same account cut from the autograd graph (a band actor's lanes carried to the next update)."""

@@ -31,7 +31,6 @@ from dreamer.agent.portfolio import BASIS_POINTS, Portfolio
 from dreamer.agent.returns import lambda_returns
 from dreamer.evaluation.backtest import BacktestResult
 from dreamer.evaluation.scoring import direction_accuracy, pearson
-from dreamer.model.distributions import symexp
 from dreamer.model.heads import TwoHotHead
 from dreamer.model.rssm import RSSMState
 from dreamer.training.device import single_threaded
@@ -68,7 +67,7 @@ def policy_diagnostics(
         forecast = world_model.predict_return(latent).double().cpu().numpy()  # [N]
         realised = backtest.log_returns  # [N] r_{t+1}
 
-        values = _critic_values(critic, inputs)  # [N], reward units
+        values = critic.mean(inputs).double().cpu()  # [N] v(x), reward units (the critic's own), like the rewards
         log_equity = np.log(backtest.equity)
         drawdown_after = np.maximum.accumulate(log_equity)[1:] - log_equity[1:]  # [N]
         rewards = trading_reward(
@@ -96,11 +95,6 @@ def policy_diagnostics(
     return report
 
 
-def _critic_values(critic: TwoHotHead, inputs: torch.Tensor) -> torch.Tensor:
-    """v(x) `[N]` in reward units (the critic's own), on the CPU in float64 like the backtest's rewards."""
-    return critic.mean(inputs).double().cpu()
-
-
 def _imagined_vs_real(
     policy: TradingPolicy, inputs: torch.Tensor, backtest: BacktestResult, stride: int, seed: int
 ) -> dict[str, Any]:
@@ -112,8 +106,7 @@ def _imagined_vs_real(
     x = inputs[torch.from_numpy(starts).to(inputs.device)]  # [n, I]
     deter = cfg.deterministic_size
     state = RSSMState(x[:, :deter], x[:, deter : world_model.feature_size])
-    position, unrealised, drawdown = x[:, world_model.feature_size :].unbind(-1)  # inverse of Portfolio.features
-    account = Portfolio(position, symexp(unrealised) / BASIS_POINTS, symexp(drawdown) / BASIS_POINTS)
+    account = Portfolio.from_features(x[:, world_model.feature_size :])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         imagined = imagine(world_model, policy.actor, state, account, horizon, cfg, sample=False)

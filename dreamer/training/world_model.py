@@ -28,7 +28,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,58 +220,62 @@ def random_actions(model: WorldModel, obs: torch.Tensor) -> torch.Tensor | None:
     return torch.nn.functional.one_hot(levels, model.action_dim).to(obs.dtype)
 
 
+def fixed_noise_windows(
+    model: WorldModel, sampler: SequenceSampler
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Every back-to-back window of `sampler`'s split as (obs, next_log_return, random actions), with the
+    model's latent samples drawn from a separate, fixed random stream: scoring the model never changes the
+    training run's random state, and a resumed run scores it exactly like an uninterrupted one."""
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(_VALIDATION_SEED)
+        for obs, next_log_return in sampler.iter_windows():
+            yield obs, next_log_return, random_actions(model, obs)
+
+
 @torch.no_grad()
 def validation_loss(model: WorldModel, dataset: MarketDataset, cfg: DreamerConfig) -> dict[str, float]:
     """Mean loss terms over every back-to-back window of the val split, as `val/<term>` (empty if the
-    split holds no window). Its latent samples use a separate, fixed random stream, so evaluating never
-    changes the training run's random state (a resumed run stays identical to an uninterrupted one)."""
+    split holds no window), on the fixed random stream of `fixed_noise_windows`."""
     device = next(model.parameters()).device
     try:
         sampler = SequenceSampler(dataset, "val", cfg.sequence_length, cfg.batch_size, device=device)
     except SamplerError as exc:
         log.warning("no validation loss: %s", exc)
         return {}
-    model.eval()
     sums: dict[str, float] = {}
     count = 0
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(_VALIDATION_SEED)
-        for obs, next_log_return in sampler.iter_windows():
-            with autocast(device):
-                _, terms, _ = model.loss(obs, next_log_return, random_actions(model, obs))
-            batch = obs.shape[0]
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value) * batch
-            count += batch
+    for obs, next_log_return, actions in fixed_noise_windows(model, sampler):
+        with autocast(device):
+            _, terms, _ = model.loss(obs, next_log_return, actions)
+        batch = obs.shape[0]
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * batch
+        count += batch
     return {f"val/{name}": total / count for name, total in sums.items()}
 
 
 @torch.no_grad()
 def calibrate_return_mean(model: WorldModel, dataset: MarketDataset, cfg: DreamerConfig) -> dict[str, float]:
     """Set `model.return_offset` to the mean error E[r̂ − r] of the return head's posterior forecasts over
-    every back-to-back window of the train split (filtered like training batches), and return it in bp.
+    every back-to-back window of the train split (filtered like training batches, on the fixed random
+    stream of `fixed_noise_windows`), and return it in bp.
 
     Why: the twohot head's mean is not a fitted parameter, and after the demo budget it sat +0.33 bp above
     the realised mean of a driftless synthetic random walk (realised +0.05 bp) with the far bins' mass exactly
     symmetric: the bias is in the body of the distribution, a few 1e-4 of probability mass. Against edges of
     ~1 bp a bar that is a third of the signal, and it made the agent hold a constant long on driftless
     markets. Subtracting the train split's mean error makes the forecast exactly unbiased there, like the
-    intercept of a regression, using the training data only. Its latent samples come from a fixed stream,
-    so a resumed run calibrates to the same value."""
+    intercept of a regression, using the training data only."""
     device = next(model.parameters()).device
-    model.eval()
-    error_sum, count = 0.0, 0
     sampler = SequenceSampler(dataset, "train", cfg.sequence_length, cfg.batch_size, device=device)
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(_VALIDATION_SEED)
-        for obs, next_log_return in sampler.iter_windows():
-            actions = random_actions(model, obs)
-            forecast = model.reward.mean(model.features(model.observe(obs, actions))).double()  # [B, T]
-            observed = torch.isfinite(next_log_return)
-            error_sum += float((forecast - next_log_return.double())[observed].sum())
-            count += int(observed.sum())
+    error_sum, count = 0.0, 0
+    for obs, next_log_return, actions in fixed_noise_windows(model, sampler):
+        forecast = model.reward.mean(model.features(model.observe(obs, actions))).double()  # [B, T]
+        observed = torch.isfinite(next_log_return)
+        error_sum += float((forecast - next_log_return.double())[observed].sum())
+        count += int(observed.sum())
     offset = error_sum / count if count else 0.0
     model.return_offset.fill_(offset)
     return {"calibration/return_offset_bps": offset * 1e4}

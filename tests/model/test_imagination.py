@@ -110,3 +110,10 @@ def test_deterministic_imagination_takes_the_mode():
     with torch.no_grad():
         greedy = imagine(model, actor, start, Portfolio.flat(16), 4, cfg, sample=False)
     assert greedy.actions is not None and torch.equal(greedy.actions[0], actor(greedy.inputs[0]).argmax(-1))
+
+
+def test_an_account_is_recovered_from_its_features():
+    account = Portfolio(torch.tensor([-0.5, 1.0]), torch.tensor([-0.0123, 0.004]), torch.tensor([0.02, 0.0]))
+    back = Portfolio.from_features(account.features())
+    for field in ("position", "unrealised", "drawdown"):
+        assert getattr(back, field) == pytest.approx(getattr(account, field), rel=1e-5, abs=1e-9)
