@@ -132,7 +132,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"agent Sharpe {report['agent']['sharpe_ci_level']:.0%} CI: [{low:.2f}, {high:.2f}]")
     if report["agent"].get("degenerate"):
         lines.append(
-            f"DEGENERATE POLICY: the agent holds {report['agent']['dominant_position']:+g} on "
+            f"DEGENERATE POLICY: the agent holds {_position(report['agent']['dominant_position'])} on "
             f"{report['agent']['dominant_position_share']:.1%} of the test bars (a constant bet, not a trading rule)"
         )
     for name, c in report["comparison"].items():
@@ -145,6 +145,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             f"MSE {wm.get('next_return_mse', float('nan')):.3g} vs zero {wm.get('zero_forecast_mse', float('nan')):.3g}"
         )
     return lines
+
+
+def _position(value: float) -> str:
+    return f"{value:+g}" if value else "flat"
 
 
 def _pct(value: float | None) -> str:
