@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,12 +29,16 @@ import numpy as np
 import pandas as pd
 
 from dreamer.config import RunConfig
+from dreamer.data.markets import PERPETUAL_CATEGORIES
 from dreamer.errors import ConfigError
 
 Source = Literal["bybit", "csv", "sample"]
 SOURCES: tuple[str, ...] = ("bybit", "csv", "sample")
 SAMPLE_MARKET = ("linear", "BTCUSDT", "5")
 RUN_REPORT = "metrics.json"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,19 +137,32 @@ def stage_features(spec: DataSpec, db_path: str | Path, cfg: RunConfig, out_dir:
     Returns the dataset directory and the data's identity: rows, time ranges, and a SHA-256 of the klines
     read (open time and OHLCV), which changes whenever the input does."""
     from dreamer.data import store
-    from dreamer.features.build import compute_features, write_parquet
+    from dreamer.features.build import compute_features, read_funding_for, write_parquet
     from dreamer.features.split import make_dataset
 
     start, end = data_window(spec, db_path)
     con = store.connect(db_path, read_only=True)
     try:
         klines = store.read_klines(con, spec.category, spec.symbol, spec.interval, start=start, end=end)
+        funding = None if klines.empty else read_funding_for(con, spec.category, spec.symbol, klines)
     finally:
         con.close()
     if klines.empty:
         raise ConfigError(f"no klines stored for {spec.category}/{spec.symbol}/{spec.interval} in [{start}, {end}]")
-    features = compute_features(klines, spec.interval)
-    meta = {"category": spec.category, "symbol": spec.symbol, "interval": spec.interval, "source": spec.source}
+    if funding is None and spec.category in PERPETUAL_CATEGORIES:
+        log.warning(
+            "%s/%s has no funding stored: it trades without funding (validation.check_funding is off)",
+            spec.category,
+            spec.symbol,
+        )
+    features = compute_features(klines, spec.interval, funding)
+    meta = {
+        "category": spec.category,
+        "symbol": spec.symbol,
+        "interval": spec.interval,
+        "source": spec.source,
+        "funding_settlements": 0 if funding is None else len(funding),
+    }
     dataset = make_dataset(features, cfg.split, meta)
     out = Path(out_dir)
     dataset.save(out)
@@ -158,6 +176,7 @@ def stage_features(spec: DataSpec, db_path: str | Path, cfg: RunConfig, out_dir:
         "first_open_time": _iso(int(dataset.open_time_ms[0])),
         "last_open_time": _iso(int(dataset.open_time_ms[-1])),
         "content_hash": klines_hash(klines),
+        "funding_hash": funding_hash(funding),
         "splits": split_ranges(dataset),
         "purge_bars": dataset.meta.get("purge_bars"),
     }
@@ -224,7 +243,13 @@ def stage_evaluate(
     forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
     critic = load_critic(agent_checkpoint, policy)
     diagnostics = policy_diagnostics(
-        policy, critic, evaluation.inputs, evaluation.results["agent"], out, seed=dreamer_cfg.seed
+        policy,
+        critic,
+        evaluation.inputs,
+        evaluation.results["agent"],
+        out,
+        funding=dataset.funding.take(evaluation.window.rows),
+        seed=dreamer_cfg.seed,
     )
     plots = write_plots(
         evaluation,
@@ -325,6 +350,15 @@ def klines_hash(klines: pd.DataFrame) -> str:
     digest.update(((times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64).tobytes())
     for column in ("open", "high", "low", "close", "volume"):
         digest.update(np.ascontiguousarray(klines[column].to_numpy(np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def funding_hash(funding: pd.DataFrame | None) -> str:
+    """SHA-256 over the settlement times and rates a dataset read; "none" without funding."""
+    if funding is None:
+        return "none"
+    digest = hashlib.sha256(funding["funding_time_ms"].to_numpy(np.int64).tobytes())
+    digest.update(np.ascontiguousarray(funding["funding_rate"].to_numpy(np.float64)).tobytes())
     return digest.hexdigest()
 
 

@@ -69,15 +69,16 @@ class ActorCritic(nn.Module):
         )
 
     def update(
-        self, world_model: WorldModel, start: RSSMState, portfolio: Portfolio
+        self, world_model: WorldModel, start: RSSMState, portfolio: Portfolio, funding: torch.Tensor | None = None
     ) -> tuple[Trajectory, dict[str, float]]:
-        """Imagine from `start` (`[N, ·]`, detached posteriors) and accounts `portfolio [N]`, then take one
-        gradient step. Returns the trajectory (its final accounts seed the next update) and metrics."""
+        """Imagine from `start` (`[N, ·]`, detached posteriors) and accounts `portfolio [N]`, charging
+        `funding [H, N]` (see `imagine`), then take one gradient step. Returns the trajectory (its final
+        accounts seed the next update) and metrics."""
         cfg = self.cfg
         horizon = cfg.imagination_horizon
         dynamics = cfg.actor_grad == "dynamics"
         with torch.set_grad_enabled(dynamics):  # the band actor's gradient runs through the trajectory
-            traj = imagine(world_model, self.actor, start, portfolio, horizon, cfg)
+            traj = imagine(world_model, self.actor, start, portfolio, horizon, cfg, funding=funding)
         x = traj.inputs.detach()  # [H + 1, N, I]
         weight = cfg.discount ** torch.arange(horizon, device=x.device, dtype=x.dtype)[:, None]  # [H, 1]
 

@@ -7,8 +7,8 @@ t = 0 … H−1:
     a_t   = π(x_t, a_{t−1})                            target position (see `dreamer.agent.networks`)
     r̂_t   = E[r_t | s_t]                               the return head's mean, r_t = log return of the next bar
     r̃_t   ~ p(r_t | s_t)                               a return drawn from the same head (central 99 %)
-    rew_t = unit · (net(a_{t−1}, a_t, r̂_t) − drawdown_penalty · drawdown_{t+1})
-    account_{t+1} = account_t.step(a_t, r̃_t)           dreamer.trading.net_log_return on the drawn return
+    rew_t = unit · (net(a_{t−1}, a_t, r̂_t, f_t) − drawdown_penalty · drawdown_{t+1})
+    account_{t+1} = account_t.step(a_t, r̃_t, f_t)      dreamer.trading.net_log_return on the drawn return
     s_{t+1} ~ p(s_{t+1} | s_t[, a_t])                  prior (the market ignores a_t unless configured)
 
 Why the reward uses the mean and the account a drawn return: the account (position, unrealised PnL,
@@ -19,6 +19,13 @@ given the state: the noise of the next bar does not depend on the action, so ave
 expected return and removes most of the variance from the actor's gradient. Its log growth is taken at
 the mean return rather than as the expected log growth; the difference, −a²σ²/2 per bar, is 0.7e-6 for a
 full position in 12 bp noise against a drift of ~1e-4 (under 1 %), and it is the same for long and short.
+
+Funding `f_t` (a perpetual's, per unit of position) is charged at the settlements the imagined bar t holds,
+each at the *latest rate settled by the start bar's close*: the rate the agent knows when it imagines.
+When settlements fall is Bybit's published schedule (every 8, 4 or 1 hours), known in advance; the rates
+they will settle at are not, and the last settled rate is the causal forecast of them (the world model does
+not predict funding). `known_funding` builds `f` for start rows of the dataset; the backtest charges the
+rates that were in fact settled, through the same `dreamer.trading.net_log_return`.
 
 The draw inverts the head's CDF at a uniform level in [0.005, 0.995]: a young twohot head keeps a little
 mass on its far bins (±symexp(20) bp), and a single draw from there (a log return of ~400) would wipe out
@@ -72,6 +79,16 @@ class Trajectory:
     final_portfolio: Portfolio  # account after the last step [N]
 
 
+def known_funding(known_rate: Tensor, next_settlements: Tensor, rows: Tensor, horizon: int) -> Tensor:
+    """`[H, N]` funding per unit of position over the `horizon` bars imagined from dataset `rows [N]`:
+    `known_rate[row]` (the latest rate settled by the start bar's close) times the number of settlements
+    the bar after `row + t` holds (`next_settlements`, the schedule). `known_rate`, `next_settlements`:
+    the dataset's `[R]` columns (`BarFunding`), on the rows' device."""
+    steps = torch.arange(horizon, device=rows.device)[:, None]  # [H, 1]
+    later = (rows[None, :] + steps).clamp_max(next_settlements.shape[0] - 1)  # [H, N]
+    return known_rate[rows][None, :] * next_settlements[later]  # [H, N]
+
+
 def trading_reward(net: Tensor, drawdown: Tensor, cfg: DreamerConfig) -> Tensor:
     """The reward the actor-critic maximises, in `cfg.return_unit`s: net log return less the drawdown
     penalty on the drawdown *after* the bar."""
@@ -95,16 +112,20 @@ def imagine(
     horizon: int,
     cfg: DreamerConfig,
     sample: bool = True,
+    funding: Tensor | None = None,
 ) -> Trajectory:
-    """Imagine `horizon` steps from `start` (`h [N, D]`, `z [N, S·K]`) and accounts `portfolio [N]`.
+    """Imagine `horizon` steps from `start` (`h [N, D]`, `z [N, S·K]`) and accounts `portfolio [N]`,
+    charging `funding [H, N]` per unit of position over each step (`known_funding`; None: no funding).
 
     Keeps the autograd graph through the actor and the accounts when grad mode is on (the band actor's
     training); call it under `torch.no_grad()` otherwise. `sample=False` makes the categorical actor take
     its most likely level (the backtest's deterministic policy); the band actor is deterministic anyway."""
     action_size = len(cfg.position_levels)
+    if funding is None:
+        funding = torch.zeros(horizon, portfolio.position.shape[0], device=portfolio.position.device)
     inputs, actions, positions, predicted, market, net_returns, rewards = [], [], [], [], [], [], []
     state = start
-    for _ in range(horizon):
+    for t in range(horizon):
         with torch.no_grad():
             latent = world_model.features(state)  # [N, D + S·K]
             probs, bins = world_model.return_distribution(latent)  # [N, K], [K]
@@ -114,8 +135,8 @@ def imagine(
             market.append(drawn)  # [N]
         inputs.append(agent_input(latent, portfolio))
         position, action = actor.act(inputs[-1], portfolio.position, sample)  # [N], [N] | None
-        expected_net = net_log_return(portfolio.position, position, predicted[-1], cfg.cost_rate)  # [N]
-        portfolio, net = portfolio.step(position, market[-1], cfg.cost_rate)
+        expected_net = net_log_return(portfolio.position, position, predicted[-1], cfg.cost_rate, funding[t])  # [N]
+        portfolio, net = portfolio.step(position, market[-1], cfg.cost_rate, funding[t])
         rewards.append(trading_reward(expected_net, portfolio.drawdown, cfg))
         positions.append(position)
         net_returns.append(net)

@@ -98,21 +98,31 @@ class TradingPolicy:
             self._filter(obs)
 
     @torch.no_grad()
-    def target_positions(self, obs: np.ndarray, close: np.ndarray) -> np.ndarray:
+    def target_positions(self, obs: np.ndarray, close: np.ndarray, funding: np.ndarray | None = None) -> np.ndarray:
         """`obs [N, F]` (features normalised like the training data) and `close [N]` of consecutive bars
-        -> target positions `[N]`, each decided at its bar's close and held over the next bar."""
-        return self.decide(obs, close)[0].cpu().numpy().astype(np.float64)
+        -> target positions `[N]`, each decided at its bar's close and held over the next bar.
+
+        `funding [N]`: on a perpetual, the rates settled during each bar (after the previous close, up to
+        this one), which the position held over it paid (booked in the account); None: no funding."""
+        return self.decide(obs, close, funding)[0].cpu().numpy().astype(np.float64)
 
     @torch.no_grad()
-    def decide(self, obs: np.ndarray, close: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def decide(
+        self, obs: np.ndarray, close: np.ndarray, funding: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`target_positions` as tensors, with the agent state each decision was taken from:
         (positions `[N]`, agent inputs `x [N, D + S·K + 3]`, the actor's and critic's input)."""
+        funding = np.zeros(len(close)) if funding is None else funding
         with single_threaded():
-            return self._decide(np.asarray(obs, dtype=np.float32), np.asarray(close, dtype=np.float64))
+            return self._decide(
+                np.asarray(obs, dtype=np.float32), np.asarray(close, dtype=np.float64), np.asarray(funding, np.float64)
+            )
 
-    def _decide(self, obs: np.ndarray, close: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        if obs.ndim != 2 or close.shape != (obs.shape[0],):
-            raise ValueError(f"expected obs [N, F] and close [N], got {obs.shape} and {close.shape}")
+    def _decide(self, obs: np.ndarray, close: np.ndarray, funding: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if obs.ndim != 2 or close.shape != (obs.shape[0],) or funding.shape != close.shape:
+            raise ValueError(
+                f"expected obs [N, F], close [N] and funding [N], got {obs.shape}, {close.shape} and {funding.shape}"
+            )
         inputs = torch.empty(len(close), agent_input_size(self.world_model), device=self.device)
         positions = torch.empty(len(close), device=self.device)
         if len(close) == 0:
@@ -122,9 +132,12 @@ class TradingPolicy:
         features = None if self.world_model.action_dim else self._filter(obs)  # [N, D + S·K]
         previous = np.concatenate([[np.nan if self.last_close is None else self.last_close], close[:-1]])
         realised = torch.from_numpy(np.log(close / previous)).float().to(self.device)  # [N], NaN: unknown
+        paid = torch.from_numpy(funding).float().to(self.device)  # [N]
         for t in range(len(close)):
             if torch.isfinite(realised[t]):  # book the bar that just closed on the position held over it
-                self.portfolio, _ = self.portfolio.step(self.pending, realised[t : t + 1], self.cfg.cost_rate)
+                self.portfolio, _ = self.portfolio.step(
+                    self.pending, realised[t : t + 1], self.cfg.cost_rate, paid[t : t + 1]
+                )
             latent = features[t : t + 1] if features is not None else self._filter_step(obs[t])  # [1, ·]
             inputs[t] = agent_input(latent, self.portfolio)[0]
             self.pending = self.actor.act(inputs[t : t + 1], self.portfolio.position, sample=False)[0]  # [1]

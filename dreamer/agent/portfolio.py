@@ -34,11 +34,14 @@ class Portfolio:
         zeros = torch.zeros(size, device=device)
         return cls(zeros, zeros.clone(), zeros.clone())
 
-    def step(self, target: Tensor, next_log_return: Tensor, cost_rate: float) -> tuple[Portfolio, Tensor]:
-        """Move to `target [N]` and hold it over a bar returning `next_log_return [N]`.
+    def step(
+        self, target: Tensor, next_log_return: Tensor, cost_rate: float, funding_rate: Tensor | float = 0.0
+    ) -> tuple[Portfolio, Tensor]:
+        """Move to `target [N]` and hold it over a bar returning `next_log_return [N]` whose settlements
+        charge `funding_rate [N]` (summed rates; 0 without funding).
 
         Returns the new account and the bar's net log return `[N]` (natural units)."""
-        net = net_log_return(self.position, target, next_log_return, cost_rate)  # [N]
+        net = net_log_return(self.position, target, next_log_return, cost_rate, funding_rate)  # [N]
         reopened = target != self.position
         unrealised = torch.where(reopened, net, self.unrealised + net)
         unrealised = torch.where(target == 0, torch.zeros_like(net), unrealised)

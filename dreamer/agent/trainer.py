@@ -1,7 +1,8 @@
 """Training the actor-critic purely in imagination, inside a frozen, trained world model.
 
 Each update: sample `B` real training sequences, filter them with the world model's posterior to get
-`B·T` start states, pick `imagination_starts` of them, imagine `imagination_horizon` steps with the actor,
+`B·T` start states, pick `imagination_starts` of them, imagine `imagination_horizon` steps with the actor
+(charging a perpetual's funding at the rate known at each start, `dreamer.agent.imagination.known_funding`),
 and take one actor-critic step (`ActorCritic.update`). The imagined accounts ("lanes") are carried from
 one update to the next: each lane is a long-running account that keeps its position, unrealised PnL and
 drawdown while being dropped into a fresh market state, so the actor sees accounts of every age, not
@@ -30,6 +31,7 @@ import torch
 
 from dreamer.agent.actor_critic import ActorCritic
 from dreamer.agent.checkpoint import AGENT_CHECKPOINT, AgentCheckpointError, load_checkpoint, save_checkpoint
+from dreamer.agent.imagination import known_funding
 from dreamer.agent.portfolio import Portfolio
 from dreamer.features.dataset import MarketDataset
 from dreamer.features.sampler import SequenceSampler
@@ -95,6 +97,9 @@ def train_policy_in(
     agent = ActorCritic(world_model, cfg).to(device)
     sampler = SequenceSampler(dataset, "train", cfg.sequence_length, cfg.batch_size, seed=cfg.seed, device=device)
     num_starts = min(cfg.imagination_starts, cfg.batch_size * cfg.sequence_length)
+    horizon = cfg.imagination_horizon
+    known_rate = torch.tensor(dataset.funding.known_rate, dtype=torch.float32, device=device)  # [R]
+    next_settlements = torch.tensor(dataset.funding.next_settlements, dtype=torch.float32, device=device)  # [R]
     lanes = dataclasses.replace(Portfolio.flat(num_starts, device), position=random_positions(num_starts, cfg, device))
     step = 0
 
@@ -106,13 +111,15 @@ def train_policy_in(
     metrics: dict[str, float] = {}
     with metrics_path.open("a", encoding="utf-8") as metrics_file:
         while step < cfg.policy_steps:
-            obs, _ = sampler.sample()  # [B, T, F]
+            windows = sampler.sample_starts()  # [B]
+            obs, _ = sampler.gather(windows)  # [B, T, F]
             with torch.no_grad():
                 posterior = world_model.observe(obs).flatten()  # h [B·T, D], z [B·T, S·K]
             pick = torch.randperm(posterior.h.shape[0], device=device)[:num_starts]
             start = type(posterior)(posterior.h[pick], posterior.z[pick])
+            funding = known_funding(known_rate, next_settlements, sampler.window_rows(windows)[pick], horizon)
             tick = time.perf_counter()
-            trajectory, metrics = agent.update(world_model, start, lanes)
+            trajectory, metrics = agent.update(world_model, start, lanes, funding)
             lanes = trajectory.final_portfolio
             step += 1
             metrics["time/update_ms"] = (time.perf_counter() - tick) * 1e3

@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     out = write_parquet(features, Path(args.out))
     print(
         f"features: {len(features):,} bars x {len(FEATURE_COLUMNS)} features of {category}/{symbol}/{interval} "
-        f"({int(features['warmup'].sum()):,} warm-up, {int(features['segment_id'].max()) + 1} gap-free segment(s)) "
-        f"-> {out}"
+        f"({int(features['warmup'].sum()):,} warm-up, {int(features['segment_id'].max()) + 1} gap-free segment(s), "
+        f"{int(features['funding_settled_count'].iloc[-1]):,} funding settlements) -> {out}"
     )
     if args.dataset_dir:
         from dreamer.features.split import make_dataset

@@ -120,16 +120,20 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = [
         f"{data['symbol']} {data['interval']}: {data['rows']:,} bars; test {window['start']} .. {window['end']} "
         f"({window['bars']:,} bars, costs {window['cost_rate'] * 1e4:.1f} bps per unit traded)",
-        f"{'':14}{'total':>9}{'sharpe':>8}{'sortino':>9}{'max dd':>8}{'turnover':>10}{'trades':>8}",
+        f"{'':14}{'total':>9}{'funding':>9}{'sharpe':>8}{'sortino':>9}{'max dd':>8}{'turnover':>10}{'trades':>8}",
     ]
     rows = {"agent": report["agent"], **report["baselines"]}
     for name, m in rows.items():
         lines.append(
-            f"{name:14}{_pct(m['total_return']):>9}{_num(m['sharpe']):>8}{_num(m['sortino']):>9}"
-            f"{_pct(m['max_drawdown']):>8}{_num(m['turnover'], 4):>10}{_num(m['num_trades'], 0):>8}"
+            f"{name:14}{_pct(m['total_return']):>9}{_pct(m.get('funding_paid')):>9}{_num(m['sharpe']):>8}"
+            f"{_num(m['sortino']):>9}{_pct(m['max_drawdown']):>8}{_num(m['turnover'], 4):>10}"
+            f"{_num(m['num_trades'], 0):>8}"
         )
     low, high = report["agent"]["sharpe_ci"]
     lines.append(f"agent Sharpe {report['agent']['sharpe_ci_level']:.0%} CI: [{low:.2f}, {high:.2f}]")
+    lines.append(
+        "total: net of costs and funding; funding: paid, as a share of the starting equity (negative: received)"
+    )
     if report["agent"].get("degenerate"):
         lines.append(
             f"DEGENERATE POLICY: the agent holds {_position(report['agent']['dominant_position'])} on "

@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from dreamer.agent.checkpoint import load_checkpoint
-from dreamer.agent.imagination import agent_input_size, imagine, trading_reward
+from dreamer.agent.imagination import agent_input_size, imagine, known_funding, trading_reward
 from dreamer.agent.networks import make_critic
 from dreamer.agent.policy import TradingPolicy
 from dreamer.agent.portfolio import BASIS_POINTS, Portfolio
 from dreamer.agent.returns import lambda_returns
 from dreamer.evaluation.backtest import BacktestResult
 from dreamer.evaluation.scoring import direction_accuracy, pearson
+from dreamer.features.dataset import BarFunding
 from dreamer.model.heads import TwoHotHead
 from dreamer.model.rssm import RSSMState
 from dreamer.training.device import single_threaded
@@ -55,12 +56,14 @@ def policy_diagnostics(
     backtest: BacktestResult,
     out_dir: str | Path | None = None,
     *,
+    funding: BarFunding | None = None,
     stride: int = 16,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The three diagnostics (module docstring) of a backtest whose decisions were taken from agent states
-    `inputs [N, I]` (`TradingPolicy.decide`). Writes `trace.npz` (per-bar forecast, value, λ-return) to
-    `out_dir` when given."""
+    `inputs [N, I]` (`TradingPolicy.decide`); `funding`: the traded rows' (None: no funding), which
+    imagination charges as in training. Writes `trace.npz` (per-bar forecast, value, λ-return) to `out_dir`
+    when given."""
     with single_threaded():
         cfg, world_model = policy.cfg, policy.world_model
         latent = inputs[:, : world_model.feature_size]  # [N, D + S·K]
@@ -88,7 +91,9 @@ def policy_diagnostics(
                 "realised_lambda_return_mean": float(return_np.mean()),
                 "corr": pearson(value_np, return_np),
             },
-            "imagination": _imagined_vs_real(policy, inputs, backtest, stride, seed),
+            "imagination": _imagined_vs_real(
+                policy, inputs, backtest, funding or BarFunding.none(len(inputs)), stride, seed
+            ),
         }
         if out_dir is not None:
             np.savez(Path(out_dir) / TRACE_FILE, forecast=forecast, value=values.numpy(), lambda_return=return_np)
@@ -96,7 +101,7 @@ def policy_diagnostics(
 
 
 def _imagined_vs_real(
-    policy: TradingPolicy, inputs: torch.Tensor, backtest: BacktestResult, stride: int, seed: int
+    policy: TradingPolicy, inputs: torch.Tensor, backtest: BacktestResult, funding: BarFunding, stride: int, seed: int
 ) -> dict[str, Any]:
     cfg, world_model = policy.cfg, policy.world_model
     horizon = cfg.imagination_horizon
@@ -107,9 +112,15 @@ def _imagined_vs_real(
     deter = cfg.deterministic_size
     state = RSSMState(x[:, :deter], x[:, deter : world_model.feature_size])
     account = Portfolio.from_features(x[:, world_model.feature_size :])
+    charged = known_funding(
+        torch.from_numpy(funding.known_rate).float(),
+        torch.from_numpy(funding.next_settlements).float(),
+        torch.from_numpy(starts),
+        horizon,
+    ).to(inputs.device)  # [H, n]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        imagined = imagine(world_model, policy.actor, state, account, horizon, cfg, sample=False)
+        imagined = imagine(world_model, policy.actor, state, account, horizon, cfg, sample=False, funding=charged)
     window = starts[:, None] + np.arange(horizon)  # [n, H] real bars of each imagined path
     previous = np.concatenate([[0.0], backtest.positions])[window]  # position held before each bar
     real_turnover = np.abs(backtest.positions[window] - previous)

@@ -73,7 +73,8 @@ def compute_metrics(result: BacktestResult, periods: float) -> Metrics:
     trades = result.position_changes > 0
     return {
         "total_return": final - 1.0,
-        "gross_return": float(result.gross_equity[-1]) - 1.0,
+        "total_return_ex_funding": float(result.equity_ex_funding[-1]) - 1.0,  # after costs, before funding
+        "gross_return": float(result.gross_equity[-1]) - 1.0,  # before costs and funding
         "cagr": cagr,
         "sharpe": float(sharpe_ratio(net, periods)),
         "sortino": _ratio(mean * periods, downside),
@@ -87,6 +88,7 @@ def compute_metrics(result: BacktestResult, periods: float) -> Metrics:
         "hit_rate": float((net[in_market] > 0).mean()) if in_market.any() else None,
         "num_trades": int(trades.sum()),
         "fees_paid": float(result.fees.sum()),  # fraction of the initial equity
+        "funding_paid": float(result.funding.sum()),  # the same; negative: received
         "num_bars": n,
         "years": years,
     }

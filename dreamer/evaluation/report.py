@@ -65,9 +65,11 @@ def evaluate_policy(
     first = int(window.rows[0])
     policy.reset(seed)
     policy.warm_up(dataset.obs[max(0, first - warm_up_bars) : first])
-    decided, inputs = policy.decide(dataset.obs[window.rows], dataset.close[window.rows])  # [N], [N, I]
+    # the funding each bar's holder paid: what settled after the previous row's close, up to this close
+    settled = dataset.funding.next_rate[np.maximum(window.rows - 1, 0)]  # [N]
+    decided, inputs = policy.decide(dataset.obs[window.rows], dataset.close[window.rows], settled)  # [N], [N, I]
     positions = decided.cpu().numpy().astype(np.float64)
-    agent = run_backtest(positions, window.log_returns, cost_rate)
+    agent = run_backtest(positions, window.log_returns, cost_rate, funding_rates=window.funding_rates)
     agent_metrics = compute_metrics(agent, periods)
 
     n = len(window.rows)
@@ -76,12 +78,18 @@ def evaluate_policy(
         "flat": baselines.flat(n),
         "momentum": baselines.momentum(dataset.close, window.rows, cfg.momentum_lookback),
     }
-    results = {"agent": agent} | {name: run_backtest(p, window.log_returns, cost_rate) for name, p in fixed.items()}
+    results = {"agent": agent} | {
+        name: run_backtest(p, window.log_returns, cost_rate, funding_rates=window.funding_rates)
+        for name, p in fixed.items()
+    }
     rng = np.random.default_rng(seed)
     num_trades = int(agent_metrics["num_trades"] or 0)
     random_runs = [
         run_backtest(
-            baselines.random_trading(n, num_trades, policy.cfg.position_levels, rng), window.log_returns, cost_rate
+            baselines.random_trading(n, num_trades, policy.cfg.position_levels, rng),
+            window.log_returns,
+            cost_rate,
+            funding_rates=window.funding_rates,
         )
         for _ in range(cfg.random_baseline_seeds)
     ]

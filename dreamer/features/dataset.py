@@ -83,12 +83,46 @@ class Normaliser:
 
 
 @dataclass(frozen=True)
+class BarFunding:
+    """The funding of a perpetual, per dataset row (all zero for a contract without funding).
+
+    Timing as in `dreamer.trading`: a position decided at the close of row t and held to the close of row
+    t+1 pays `position × next_rate[t]`."""
+
+    known_rate: np.ndarray  # [N] float64, the latest rate settled by the close of t: known then
+    next_rate: np.ndarray  # [N] float64, rates settled after the close of t up to the next row's close; NaN last
+    next_settlements: np.ndarray  # [N] int32, how many settlements that is (the schedule; 0 on the last row)
+
+    @classmethod
+    def none(cls, size: int) -> BarFunding:
+        """No funding at all (spot, a synthetic market, or a perpetual whose funding check was turned off)."""
+        next_rate = np.zeros(size)
+        next_rate[-1:] = np.nan
+        return cls(np.zeros(size), next_rate, np.zeros(size, dtype=np.int32))
+
+    def take(self, rows: np.ndarray) -> BarFunding:
+        """The funding of dataset rows `rows [M]`, in that order."""
+        return BarFunding(self.known_rate[rows], self.next_rate[rows], self.next_settlements[rows])
+
+    @classmethod
+    def from_settled(cls, known_rate: np.ndarray, settled_sum: np.ndarray, settled_count: np.ndarray) -> BarFunding:
+        """From the latest known rate and the running totals of rates and settlements up to each row's close
+        (sql/features.sql): the funding of the next row is the difference of consecutive totals."""
+        return cls(
+            np.asarray(known_rate, dtype=np.float64),
+            np.append(np.diff(np.asarray(settled_sum, dtype=np.float64)), np.nan),
+            np.append(np.diff(np.asarray(settled_count, dtype=np.int64)), 0).astype(np.int32),
+        )
+
+
+@dataclass(frozen=True)
 class MarketDataset:
     open_time_ms: np.ndarray  # [N] int64, candle start (UTC epoch ms), strictly increasing
     close: np.ndarray  # [N] float64
     obs: np.ndarray  # [N, F] float32, symlog features normalised with train statistics
     next_log_return: np.ndarray  # [N] float32, log(close[t+1]/close[t]); NaN where bar t+1 is missing
     segment_id: np.ndarray  # [N] int32, gap-free runs of consecutive bars (non-decreasing)
+    funding: BarFunding  # per row; all zero for a contract without funding
     feature_names: tuple[str, ...]
     splits: dict[str, tuple[int, int]]  # name -> [start, stop) row range
     normaliser: Normaliser
@@ -101,6 +135,9 @@ class MarketDataset:
             "obs": (self.obs.shape, (n, len(self.feature_names))),
             "next_log_return": (self.next_log_return.shape, (n,)),
             "segment_id": (self.segment_id.shape, (n,)),
+            "funding.known_rate": (self.funding.known_rate.shape, (n,)),
+            "funding.next_rate": (self.funding.next_rate.shape, (n,)),
+            "funding.next_settlements": (self.funding.next_settlements.shape, (n,)),
         }
         for name, (shape, expected) in shapes.items():
             if shape != expected:
@@ -145,11 +182,12 @@ class MarketDataset:
         splits: Mapping[str, tuple[int, int]],
         normaliser: Normaliser | None = None,
         meta: Mapping[str, Any] | None = None,
+        funding: BarFunding | None = None,
     ) -> MarketDataset:
         """Assemble a dataset from raw (symlog, not yet normalised) `features [N, F]`.
 
         The normaliser is fitted on the train rows unless one is given (inference on new data reuses the
-        training normaliser)."""
+        training normaliser). Without `funding` the market pays none."""
         features = np.asarray(features)
         splits = {name: (int(start), int(stop)) for name, (start, stop) in splits.items()}
         if normaliser is None:
@@ -163,6 +201,7 @@ class MarketDataset:
             obs=normaliser.apply(features),
             next_log_return=np.asarray(next_log_return, dtype=np.float32),
             segment_id=np.asarray(segment_id, dtype=np.int32),
+            funding=BarFunding.none(len(open_time_ms)) if funding is None else funding,
             feature_names=tuple(feature_names),
             splits=splits,
             normaliser=normaliser,
@@ -183,6 +222,9 @@ class MarketDataset:
                     obs=self.obs,
                     next_log_return=self.next_log_return,
                     segment_id=self.segment_id,
+                    funding_known_rate=self.funding.known_rate,
+                    funding_next_rate=self.funding.next_rate,
+                    funding_next_settlements=self.funding.next_settlements,
                 )
             os.replace(tmp_name, directory / DATASET_ARRAYS)
         finally:
@@ -205,12 +247,20 @@ class MarketDataset:
             raise DatasetError(f"{directory} is not a saved dataset: missing {', '.join(missing)}")
         meta = json.loads((directory / DATASET_META).read_text(encoding="utf-8"))
         with np.load(directory / DATASET_ARRAYS) as arrays:
+            funding = (  # datasets saved before funding existed pay none
+                BarFunding(
+                    arrays["funding_known_rate"], arrays["funding_next_rate"], arrays["funding_next_settlements"]
+                )
+                if "funding_next_rate" in arrays
+                else BarFunding.none(len(arrays["open_time_ms"]))
+            )
             return cls(
                 open_time_ms=arrays["open_time_ms"],
                 close=arrays["close"],
                 obs=arrays["obs"],
                 next_log_return=arrays["next_log_return"],
                 segment_id=arrays["segment_id"],
+                funding=funding,
                 feature_names=tuple(meta["feature_names"]),
                 splits={name: (int(b[0]), int(b[1])) for name, b in meta["splits"].items()},
                 normaliser=Normaliser.load(directory / NORMALISER_FILE),

@@ -91,12 +91,20 @@ class SequenceSampler:
 
     def sample(self) -> tuple[torch.Tensor, torch.Tensor]:
         """`(obs [B, T, F] float32, next_log_return [B, T] float32)` windows drawn uniformly with replacement."""
+        return self.gather(self.sample_starts())
+
+    def sample_starts(self) -> torch.Tensor:
+        """Row indices `[B]` of the windows `sample` would draw (and draws them: the state advances)."""
         picks = torch.randint(self.num_windows, (self.batch_size,), generator=self.generator)  # [B]
-        return self.gather(self.starts[picks.to(self.device)])
+        return self.starts[picks.to(self.device)]
+
+    def window_rows(self, starts: torch.Tensor) -> torch.Tensor:
+        """Row index of every bar of the windows beginning at `starts [B]`, flattened `[B*T]`."""
+        return (starts[:, None] + self._offsets[None, :]).reshape(-1)
 
     def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows beginning at row indices `starts [B]` -> `(obs [B, T, F], next_log_return [B, T])`."""
-        rows = (starts[:, None] + self._offsets[None, :]).reshape(-1)  # [B*T]
+        rows = self.window_rows(starts)  # [B*T]
         # index_select on flat rows: one contiguous gather, several times faster than advanced indexing.
         obs = self.obs.index_select(0, rows).view(starts.numel(), self.seq_len, -1)  # [B, T, F]
         returns = self.next_log_return.index_select(0, rows).view(starts.numel(), self.seq_len)  # [B, T]

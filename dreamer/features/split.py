@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dreamer.features.build import FEATURE_COLUMNS, LONGEST_WINDOW, RETURN_HORIZON, TARGET_COLUMN
+from dreamer.features.build import FEATURE_COLUMNS, FUNDING_COLUMNS, LONGEST_WINDOW, RETURN_HORIZON, TARGET_COLUMN
 from dreamer.features.config import SplitConfig, parse_utc
-from dreamer.features.dataset import SPLIT_NAMES, DatasetError, MarketDataset
+from dreamer.features.dataset import SPLIT_NAMES, BarFunding, DatasetError, MarketDataset
 
 MIN_PURGE_BARS = LONGEST_WINDOW + RETURN_HORIZON
 
@@ -65,7 +65,7 @@ def make_dataset(features: pd.DataFrame, cfg: SplitConfig, meta: Mapping[str, An
     """Drop warm-up rows, split chronologically with a purge, fit the normaliser on train, assemble."""
     missing = [
         c
-        for c in ("open_time_ms", "close", "segment_id", "warmup", TARGET_COLUMN, *FEATURE_COLUMNS)
+        for c in ("open_time_ms", "close", "segment_id", "warmup", TARGET_COLUMN, *FEATURE_COLUMNS, *FUNDING_COLUMNS)
         if c not in features.columns
     ]
     if missing:
@@ -91,6 +91,11 @@ def make_dataset(features: pd.DataFrame, cfg: SplitConfig, meta: Mapping[str, An
         feature_names=FEATURE_COLUMNS,
         splits=splits,
         meta={**dict(meta or {}), "purge_bars": purge, "split_times": split_times},
+        funding=BarFunding.from_settled(
+            rows["funding_rate_known"].to_numpy(dtype=np.float64),
+            rows["funding_settled_sum"].to_numpy(dtype=np.float64),
+            rows["funding_settled_count"].to_numpy(dtype=np.int64),
+        ),
     )
 
 

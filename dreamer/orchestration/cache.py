@@ -1,9 +1,9 @@
 """Cache key of the feature stage: a hash of exactly what it reads and of the code that turns it into a dataset.
 
-The flow computes the key before building features (one read of the window's klines from DuckDB, a
+The flow computes the key before building features (one read of the window's klines and funding from DuckDB, a
 fraction of a second for a year of 5-minute bars) and keys the Prefect task cache and the dataset's
 directory on it: same klines, same split settings, same feature code -> the dataset built before is
-reused; any corrected candle, new bar, changed setting or edited SQL -> a new key.
+reused; any corrected candle or settlement, new bar, changed setting or edited SQL -> a new key.
 """
 
 from __future__ import annotations
@@ -28,18 +28,21 @@ FEATURE_CODE = ("dreamer/features/*.py", "dreamer/pipeline.py")
 def features_cache_key(spec: Any, db_path: str | Path, cfg: RunConfig) -> str:
     """Key of `stage_features(spec, db_path, cfg, ...)`: 32 hex digits of a SHA-256."""
     from dreamer.data import store
-    from dreamer.pipeline import data_window, klines_hash
+    from dreamer.features.build import read_funding_for
+    from dreamer.pipeline import data_window, funding_hash, klines_hash
 
     start, end = data_window(spec, db_path)
     con = store.connect(db_path, read_only=True)
     try:
         klines = store.read_klines(con, spec.category, spec.symbol, spec.interval, start=start, end=end)
+        funding = read_funding_for(con, spec.category, spec.symbol, klines) if len(klines) else None
     finally:
         con.close()
     payload = {
         "market": [spec.source, spec.category, spec.symbol, spec.interval],
         "window": [start, end],
         "klines": klines_hash(klines) if len(klines) else "empty",
+        "funding": funding_hash(funding),
         "split": dataclasses.asdict(cfg.split),
         "code": code_fingerprint(),
     }

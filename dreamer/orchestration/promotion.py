@@ -133,30 +133,38 @@ def evaluate_champion(
 
 def dataset_for_normaliser(dataset_dir: str | Path, normaliser: Any, out_dir: Path) -> Path:
     """`dataset_dir` itself when its observations are normalised with `normaliser`; otherwise the same
-    bars and splits re-expressed with `normaliser` (saved under `out_dir`). A policy must read features
-    scaled as in its own training, and the champion's training window differs from this run's."""
+    bars, splits and funding re-expressed with `normaliser` (saved under `out_dir`). A policy must read
+    features scaled as in its own training, and the champion's training window differs from this run's.
+    A champion trained on fewer features (before the funding features existed) reads its own columns."""
     from dreamer.features.dataset import MarketDataset
 
     dataset = MarketDataset.load(dataset_dir)
-    if tuple(normaliser.feature_names) != dataset.feature_names:
+    names = tuple(normaliser.feature_names)
+    missing = [name for name in names if name not in dataset.feature_names]
+    if missing:
         raise ChampionIncompatible(
-            f"the champion reads features {list(normaliser.feature_names)}, this dataset has "
-            f"{list(dataset.feature_names)}"
+            f"the champion reads features {missing} that this dataset lacks ({list(dataset.feature_names)})"
         )
     own = dataset.normaliser
-    if np.array_equal(own.mean, normaliser.mean) and np.array_equal(own.std, normaliser.std):
+    if (
+        names == dataset.feature_names
+        and np.array_equal(own.mean, normaliser.mean)
+        and np.array_equal(own.std, normaliser.std)
+    ):
         return Path(dataset_dir)
+    columns = [dataset.feature_names.index(name) for name in names]
     raw = dataset.obs.astype(np.float64) * own.std + own.mean  # [N, F] symlog features before normalising
     MarketDataset.from_arrays(
         open_time_ms=dataset.open_time_ms,
         close=dataset.close,
-        features=raw,
+        features=raw[:, columns],
         next_log_return=dataset.next_log_return,
         segment_id=dataset.segment_id,
-        feature_names=dataset.feature_names,
+        feature_names=names,
         splits=dataset.splits,
         normaliser=normaliser,
         meta=dataset.meta,
+        funding=dataset.funding,
     ).save(out_dir)
     return out_dir
 

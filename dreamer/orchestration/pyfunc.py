@@ -8,6 +8,12 @@ latent over the first `sequence_length` usable bars (of the agent's own config, 
 the warm-up `dreamer.pipeline.stage_evaluate` gives it too) without trading, then runs the deterministic
 policy from a flat account over the rest, so the model reproduces the evaluation's positions.
 
+On a perpetual the model also needs the contract's funding settlements (its features and its account read
+them), as the params `funding_time_ms` (settlement times, UTC epoch ms) and `funding_rate` (fraction per
+settlement, positive: longs pay), from two days before the first kline on: `model.predict(klines,
+params={"funding_time_ms": [...], "funding_rate": [...]})`. A model trained with funding refuses a call
+without it rather than reading zeros; `latest_position` passes the stored settlements.
+
 Output: one row per input bar, oldest first: `open_time` and `target_position` in [-1, 1], the position
 to hold over the next bar, decided at the bar's close (NaN for warm-up bars). The last row is what a
 trader acts on next.
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
 AGENT_ARTIFACT = "agent"
 INPUT_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
 OUTPUT_COLUMN = "target_position"
+FUNDING_TIMES_PARAM, FUNDING_RATES_PARAM = "funding_time_ms", "funding_rate"
 DEFAULT_CONTEXT_BARS = 1_000  # bars traded from a flat account before the latest one, in `latest_position`
 REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "duckdb", "pyarrow", "pyyaml", "cloudpickle")
 """Distributions the model imports at load and predict time (pinned to the versions installed here)."""
@@ -61,7 +68,25 @@ class AgentModel(PythonModel):
         self.policy = TradingPolicy.load(context.artifacts[AGENT_ARTIFACT], "cpu")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return target_positions(self.policy, model_input, self.interval)
+        return target_positions(self.policy, model_input, self.interval, funding_from_params(params))
+
+
+def funding_from_params(params: Mapping[str, Any] | None) -> pd.DataFrame | None:
+    """The settlements passed as predict params (module docstring), None when none were passed."""
+    times = list((params or {}).get(FUNDING_TIMES_PARAM) or [])
+    rates = list((params or {}).get(FUNDING_RATES_PARAM) or [])
+    if len(times) != len(rates):
+        raise ValueError(
+            f"params {FUNDING_TIMES_PARAM} ({len(times)}) and {FUNDING_RATES_PARAM} ({len(rates)}) differ in length"
+        )
+    if not times:
+        return None
+    return pd.DataFrame({"funding_time_ms": np.asarray(times, np.int64), "funding_rate": np.asarray(rates, np.float64)})
+
+
+def trained_with_funding(policy: TradingPolicy) -> bool:
+    """Whether the agent learned on a market that settled funding (its features and account need it)."""
+    return int(policy.meta.get("funding_settlements", 0) or 0) > 0
 
 
 def warm_up_bars(policy: TradingPolicy) -> int:
@@ -70,36 +95,49 @@ def warm_up_bars(policy: TradingPolicy) -> int:
     return int(policy.cfg.sequence_length)
 
 
-def target_positions(policy: TradingPolicy, klines: pd.DataFrame, interval: str) -> pd.DataFrame:
-    """`open_time, target_position` for every bar of `klines` (see the module docstring)."""
+def target_positions(
+    policy: TradingPolicy, klines: pd.DataFrame, interval: str, funding: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """`open_time, target_position` for every bar of `klines`, with the contract's `funding` settlements
+    (`funding_time_ms, funding_rate`; None: no funding), see the module docstring."""
     from dreamer.features.build import compute_features
 
-    features = compute_features(klines, interval)  # oldest first, one row per bar
+    if funding is None and trained_with_funding(policy):
+        raise ValueError(
+            "this agent trades a perpetual and learned with its funding: pass the settlements as params "
+            f"{FUNDING_TIMES_PARAM} and {FUNDING_RATES_PARAM}, from two days before the first kline on"
+        )
+    features = compute_features(klines, interval, funding)  # oldest first, one row per bar
     names = list(policy.feature_names)
     usable = ~features["warmup"].to_numpy(dtype=bool)
     if policy.normaliser is None:
         raise ValueError("the agent checkpoint has no normaliser; it cannot read raw features")
     obs = policy.normaliser.apply(features.loc[usable, names].to_numpy(dtype=np.float64))  # [U, F]
     close = features.loc[usable, "close"].to_numpy(dtype=np.float64)  # [U]
+    settled_sum = features.loc[usable, "funding_settled_sum"].to_numpy(dtype=np.float64)  # [U]
+    settled = np.diff(settled_sum, prepend=settled_sum[:1])  # [U] paid over each bar since the previous row
     warm = min(warm_up_bars(policy), max(len(obs) - 1, 0))
     positions = np.full(len(features), np.nan)
     if len(obs):
         policy.reset()
         policy.warm_up(obs[:warm])
         traded = np.flatnonzero(usable)[warm:]
-        positions[traded] = policy.target_positions(obs[warm:], close[warm:])
+        positions[traded] = policy.target_positions(obs[warm:], close[warm:], settled[warm:])
     open_time = pd.to_datetime(features["open_time"], utc=True).dt.tz_localize(None)
     return pd.DataFrame({"open_time": open_time.to_numpy(), OUTPUT_COLUMN: positions})
 
 
 def signature() -> ModelSignature:
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     prices = [ColSpec("double", name) for name in INPUT_COLUMNS[1:]]
     return ModelSignature(
         inputs=Schema([ColSpec("datetime", "open_time"), *prices]),
         outputs=Schema([ColSpec("datetime", "open_time"), ColSpec("double", OUTPUT_COLUMN)]),
+        params=ParamSchema(
+            [ParamSpec(FUNDING_TIMES_PARAM, "long", [], (-1,)), ParamSpec(FUNDING_RATES_PARAM, "double", [], (-1,))]
+        ),
     )
 
 
@@ -178,6 +216,18 @@ def recent_klines(
     return frame.reset_index(drop=True)
 
 
+def recent_funding(db_path: str | Path, category: str, symbol: str, klines: pd.DataFrame) -> pd.DataFrame | None:
+    """The stored settlements the features of `klines` read (`dreamer.features.build.read_funding_for`)."""
+    from dreamer.data import store
+    from dreamer.features.build import read_funding_for
+
+    con = store.connect(db_path, read_only=True)
+    try:
+        return read_funding_for(con, category, symbol, klines)
+    finally:
+        con.close()
+
+
 def latest_position(
     model_uri: str,
     db_path: str | Path,
@@ -197,7 +247,19 @@ def latest_position(
     klines = recent_klines(db_path, category, symbol, interval, LONGEST_WINDOW + warm_up + context_bars, now_ms)
     if klines.empty:
         raise DreamerError(f"no closed {category}/{symbol}/{interval} klines in {db_path}; ingest them first")
-    out = model.predict(klines)
+    funding = recent_funding(db_path, category, symbol, klines)
+    if funding is None and trained_with_funding(model.unwrap_python_model().policy):
+        raise DreamerError(
+            f"no funding settlements of {category}/{symbol} in {db_path}, and this model learned with funding: "
+            f"ingest them first (`dreamer ingest --category {category} --symbol {symbol}` fetches both)"
+        )
+    params = None
+    if funding is not None:
+        params = {
+            FUNDING_TIMES_PARAM: funding["funding_time_ms"].tolist(),
+            FUNDING_RATES_PARAM: funding["funding_rate"].tolist(),
+        }
+    out = model.predict(klines, params=params)
     traded = out.dropna(subset=[OUTPUT_COLUMN])
     if traded.empty:
         raise DreamerError(

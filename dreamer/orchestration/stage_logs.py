@@ -31,7 +31,19 @@ INGEST_COUNTS = (
 )
 MAX_CURVE_POINTS = 1_000
 """Step-wise training curves are thinned to this many points per metric (the full JSONL is an artifact)."""
-HEADLINE = ("sharpe", "sortino", "calmar", "total_return", "cagr", "max_drawdown", "turnover", "num_trades")
+HEADLINE = (
+    "sharpe",
+    "sortino",
+    "calmar",
+    "total_return",
+    "total_return_ex_funding",
+    "funding_paid",
+    "fees_paid",
+    "cagr",
+    "max_drawdown",
+    "turnover",
+    "num_trades",
+)
 """Backtest metrics copied to the parent run, where the MLflow experiment table compares runs."""
 
 
@@ -70,7 +82,14 @@ def log_validation(run: RunLogger, summary: Mapping[str, Any], report_dir: str |
 
 def log_features(run: RunLogger, data: Mapping[str, Any], cached: bool) -> None:
     """Data identity, split sizes, feature statistics per split (the drift a reader wants to see)."""
-    run.tags({"cached": cached, "content_hash": data.get("content_hash"), "dataset_dir": data.get("dataset_dir")})
+    run.tags(
+        {
+            "cached": cached,
+            "content_hash": data.get("content_hash"),
+            "funding_hash": data.get("funding_hash"),
+            "dataset_dir": data.get("dataset_dir"),
+        }
+    )
     run.metrics(
         {
             "rows": data.get("rows"),

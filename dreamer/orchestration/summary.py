@@ -17,6 +17,9 @@ STRATEGY_COLUMNS = (
     ("sortino", "Sortino", "{:.2f}"),
     ("max_drawdown", "max DD", "{:.1%}"),
     ("total_return", "total return", "{:+.2%}"),
+    ("total_return_ex_funding", "before funding", "{:+.2%}"),
+    ("fees_paid", "fees", "{:.2%}"),
+    ("funding_paid", "funding paid", "{:+.2%}"),
     ("turnover", "turnover/bar", "{:.3f}"),
     ("num_trades", "trades", "{:,.0f}"),
 )
@@ -119,7 +122,8 @@ def _evaluation(evaluation: Mapping[str, Any] | None, promotion: Mapping[str, An
         "",
         "## Held-out backtest",
         f"Test split {window.get('start')} .. {window.get('end')}, {window.get('bars', 0):,} bars, "
-        f"cost {_fmt(window.get('cost_rate'), '{:.3%}')} per unit of position change.",
+        f"cost {_fmt(window.get('cost_rate'), '{:.3%}')} per unit of position change; funding paid at every "
+        "settlement a position is held through (negative: received), as a share of the starting equity.",
         "",
         "| strategy | " + " | ".join(label for _, label, _ in STRATEGY_COLUMNS) + " |",
         "|---|" + "---:|" * len(STRATEGY_COLUMNS),

@@ -10,13 +10,14 @@ import pytest
 
 from dreamer.features.build import (
     FEATURE_COLUMNS,
+    FUNDING_COLUMNS,
     LONGEST_WINDOW,
     TARGET_COLUMN,
     FeatureError,
     compute_features,
 )
 from dreamer.paths import read_sql
-from tests.feature_fixtures import synthetic_klines
+from tests.feature_fixtures import synthetic_funding, synthetic_klines
 
 GAP = range(700, 712)  # 12 missing bars
 BOOKKEEPING = ["open_time_ms", "segment_id", "after_gap", "warmup"]
@@ -28,8 +29,13 @@ def klines() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def features(klines: pd.DataFrame) -> pd.DataFrame:
-    return compute_features(klines, "5")
+def funding(klines: pd.DataFrame) -> pd.DataFrame:
+    return synthetic_funding(klines)
+
+
+@pytest.fixture(scope="module")
+def features(klines: pd.DataFrame, funding: pd.DataFrame) -> pd.DataFrame:
+    return compute_features(klines, "5", funding)
 
 
 def assert_frames_close(left: pd.DataFrame, right: pd.DataFrame, tol: float = 1e-12) -> None:
@@ -50,6 +56,7 @@ def test_sql_columns_match_the_python_contract(features: pd.DataFrame) -> None:
         "after_gap",
         "warmup",
         *FEATURE_COLUMNS,
+        *FUNDING_COLUMNS,
         TARGET_COLUMN,
     ]
     select = read_sql("features.sql")
@@ -57,31 +64,35 @@ def test_sql_columns_match_the_python_contract(features: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("t", [0, 5, 287, 288, 300, 699, 700, 701, 987, 1000, 1487])
-def test_every_feature_at_t_only_uses_bars_up_to_t(klines: pd.DataFrame, features: pd.DataFrame, t: int) -> None:
-    truncated = compute_features(klines.iloc[: t + 1], "5")
+def test_every_feature_at_t_only_uses_bars_up_to_t(
+    klines: pd.DataFrame, features: pd.DataFrame, t: int, funding: pd.DataFrame
+) -> None:
+    truncated = compute_features(klines.iloc[: t + 1], "5", funding)
     columns = [*BOOKKEEPING, *FEATURE_COLUMNS]
     assert_frames_close(truncated[columns], features[columns].iloc[: t + 1].reset_index(drop=True))
 
 
-def test_features_ignore_the_future_even_when_it_changes(klines: pd.DataFrame, features: pd.DataFrame) -> None:
+def test_features_ignore_the_future_even_when_it_changes(
+    klines: pd.DataFrame, features: pd.DataFrame, funding: pd.DataFrame
+) -> None:
     t = 1000
     future_shock = klines.copy()
     future_shock.loc[t + 1 :, ["open", "high", "low", "close"]] *= 3.0
     future_shock.loc[t + 1 :, "volume"] *= 50.0
-    shocked = compute_features(future_shock, "5")
+    shocked = compute_features(future_shock, "5", funding)
     columns = [*BOOKKEEPING, *FEATURE_COLUMNS]
     assert_frames_close(shocked[columns].iloc[: t + 1], features[columns].iloc[: t + 1])
     assert shocked["ret_1"].iloc[t + 1] != pytest.approx(features["ret_1"].iloc[t + 1])
     assert shocked["log_volume"].iloc[t + 1] != pytest.approx(features["log_volume"].iloc[t + 1])
 
 
-def test_no_window_reaches_across_a_gap(klines: pd.DataFrame, features: pd.DataFrame) -> None:
+def test_no_window_reaches_across_a_gap(klines: pd.DataFrame, features: pd.DataFrame, funding: pd.DataFrame) -> None:
     before_gap = features["open_time"] < klines["open_time"].iloc[GAP.start]
     changed = klines.copy()
     changed.loc[before_gap.to_numpy(), ["open", "high", "low", "close"]] *= 0.5
     changed.loc[before_gap.to_numpy(), "volume"] *= 7.0
     after = ~before_gap
-    recomputed = compute_features(changed, "5")
+    recomputed = compute_features(changed, "5", funding)
     assert_frames_close(recomputed.loc[after, FEATURE_COLUMNS], features.loc[after, FEATURE_COLUMNS])
 
 
@@ -119,10 +130,12 @@ def test_next_log_return_is_the_target_and_missing_across_gaps(klines: pd.DataFr
         assert abs(correlation) < 0.15, name
 
 
-def test_features_do_not_depend_on_the_price_level(klines: pd.DataFrame, features: pd.DataFrame) -> None:
+def test_features_do_not_depend_on_the_price_level(
+    klines: pd.DataFrame, features: pd.DataFrame, funding: pd.DataFrame
+) -> None:
     rescaled = klines.copy()
     rescaled[["open", "high", "low", "close"]] *= 1000.0
-    scaled = compute_features(rescaled, "5")
+    scaled = compute_features(rescaled, "5", funding)
     assert_frames_close(scaled[list(FEATURE_COLUMNS)], features[list(FEATURE_COLUMNS)], tol=1e-9)
 
 
@@ -140,9 +153,9 @@ def test_calendar_features_use_utc(features: pd.DataFrame) -> None:
     assert first["day_of_week_sin"] == pytest.approx(np.sin(2 * np.pi * 3 / 7))
 
 
-def test_input_order_does_not_matter(klines: pd.DataFrame, features: pd.DataFrame) -> None:
+def test_input_order_does_not_matter(klines: pd.DataFrame, features: pd.DataFrame, funding: pd.DataFrame) -> None:
     shuffled = klines.sample(frac=1.0, random_state=3)
-    assert_frames_close(compute_features(shuffled, "5"), features)
+    assert_frames_close(compute_features(shuffled, "5", funding), features)
 
 
 @pytest.mark.parametrize(
@@ -153,6 +166,6 @@ def test_input_order_does_not_matter(klines: pd.DataFrame, features: pd.DataFram
         (lambda k: k.drop(columns="volume"), "lack column"),
     ],
 )
-def test_unusable_klines_are_rejected(klines: pd.DataFrame, defect, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_unusable_klines_are_rejected(klines: pd.DataFrame, defect, message: str, funding: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FeatureError, match=message):
-        compute_features(defect(klines), "5")
+        compute_features(defect(klines), "5", funding)

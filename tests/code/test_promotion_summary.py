@@ -27,7 +27,8 @@ VALIDATION: dict[str, Any] = {
     "report_html": "/runs/x/validation/report.html",
 }  # fmt: skip
 
-METRICS = {"sharpe": 1.234, "sortino": 2.0, "max_drawdown": 0.052, "total_return": 0.0123, "turnover": 0.01,
+METRICS = {"sharpe": 1.234, "sortino": 2.0, "max_drawdown": 0.052, "total_return": 0.0123,
+           "total_return_ex_funding": 0.0150, "fees_paid": 0.0031, "funding_paid": 0.0027, "turnover": 0.01,
            "num_trades": 42}  # fmt: skip
 
 
@@ -71,7 +72,7 @@ COMPLETED_RUN_FRAGMENTS = [
     "| test | 2026-10-01 | 2026-11-24 | 15,000 |",
     "**PASSED**",
     "- world model: 20,000 steps in 1200 s",
-    "| **agent** (CI 0.20 .. 2.10) | 1.23 | 2.00 | 5.2% | +1.23% | 0.010 | 42 |",
+    "| **agent** (CI 0.20 .. 2.10) | 1.23 | 2.00 | 5.2% | +1.23% | +1.50% | 0.31% | +0.27% | 0.010 | 42 |",
     "| champion v6 (same window) | 1.50 |",
     "| buy and hold | 0.50 | n/a |",  # NaN shown as n/a
     "| flat | n/a |",

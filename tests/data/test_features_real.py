@@ -16,7 +16,7 @@ from dreamer.features.config import SplitConfig
 from dreamer.features.dataset import MarketDataset
 from dreamer.features.sampler import SequenceSampler
 from dreamer.features.split import make_dataset
-from tests.feature_fixtures import sample_klines
+from tests.feature_fixtures import read_funding_csv, sample_klines
 
 COLUMNS = ["open_time_ms", "segment_id", "after_gap", "warmup", *FEATURE_COLUMNS]
 
@@ -29,10 +29,10 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_causal_on_real_klines() -> None:
-    klines = sample_klines(2000)
-    full = compute_features(klines, "5")
+    klines, funding = sample_klines(2000), read_funding_csv()
+    full = compute_features(klines, "5", funding)
     for t in (288, 289, 1000, 1500, 1999):
-        truncated = compute_features(klines.iloc[: t + 1], "5")
+        truncated = compute_features(klines.iloc[: t + 1], "5", funding)
         for column in COLUMNS:
             np.testing.assert_allclose(
                 truncated[column].to_numpy(dtype=float),
@@ -52,7 +52,7 @@ def test_build_features_from_the_store_equals_compute_features(db: Path) -> None
         con.close()
     klines = sample_klines()
     in_month = klines[(klines["open_time"] >= "2026-02-01") & (klines["open_time"] < "2026-03-01")]
-    direct = compute_features(in_month, "5")
+    direct = compute_features(in_month, "5", read_funding_csv())
     assert len(stored) == 28 * 288 and stored["open_time"].iloc[0] == pd.Timestamp("2026-02-01", tz="UTC")
     pd.testing.assert_frame_equal(stored[COLUMNS], direct[COLUMNS])
 
@@ -61,17 +61,18 @@ def test_cli_exports_features_and_the_dataset(db: Path, tmp_path: Path, capsys: 
     out, dataset_dir = tmp_path / "features.parquet", tmp_path / "dataset"
     args = ["features", "--symbol", "BTCUSDT", "--interval", "5", "--db", str(db), "--out", str(out)]
     assert main([*args, "--dataset-dir", str(dataset_dir), "--config", "demo"]) == 0
-    assert "58,092 bars x 17 features" in capsys.readouterr().out
+    assert f"58,092 bars x {len(FEATURE_COLUMNS)} features" in capsys.readouterr().out
     exported = pd.read_parquet(out)
-    assert list(exported.columns[6:-1]) == list(FEATURE_COLUMNS) and len(exported) == 58_092
+    assert list(exported.columns[6 : 6 + len(FEATURE_COLUMNS)]) == list(FEATURE_COLUMNS) and len(exported) == 58_092
     dataset = MarketDataset.load(dataset_dir)
     assert len(dataset) == 58_092 - 288 and dataset.meta["symbol"] == "BTCUSDT"
     obs, ret = SequenceSampler(dataset, "val", seq_len=64, batch_size=16, seed=0).sample()
-    assert obs.shape == (16, 64, 17) and bool(ret.isfinite().all())
+    assert obs.shape == (16, 64, len(FEATURE_COLUMNS)) and bool(ret.isfinite().all())
+    assert dataset.funding.next_settlements.sum() > 600  # the sample's real settlements, ~3 a day
 
 
 def test_dataset_of_the_whole_sample() -> None:
-    dataset = make_dataset(compute_features(sample_klines(), "5"), SplitConfig())
+    dataset = make_dataset(compute_features(sample_klines(), "5", read_funding_csv()), SplitConfig())
     train = dataset.obs[slice(*dataset.splits["train"])]
     np.testing.assert_allclose(train.mean(axis=0), 0.0, atol=1e-4)
     np.testing.assert_allclose(train.std(axis=0), 1.0, atol=1e-4)

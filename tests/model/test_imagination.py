@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamer.agent.imagination import imagine
+from dreamer.agent.imagination import imagine, known_funding
 from dreamer.agent.networks import Actor, BandActor, make_actor
 from dreamer.agent.portfolio import Portfolio
 from dreamer.agent.trainer import random_positions
@@ -22,19 +22,24 @@ def test_constant_forecast_helper():
     assert model.predict_return(model.features(state)) == pytest.approx(torch.full((5,), 2e-4), rel=1e-4)
 
 
+@pytest.mark.parametrize("funded", [False, True])
 @pytest.mark.parametrize("actor_grad", ["dynamics", "reinforce"])
 @pytest.mark.parametrize("penalty", [0.0, 0.5])
-def test_imagined_account_is_the_backtest_account(penalty, actor_grad):
+def test_imagined_account_is_the_backtest_account(penalty, actor_grad, funded):
     """The account is booked on the drawn returns exactly as the backtest books realised ones; the reward is
-    the backtest's net return of the same positions on the *expected* returns, less the drawdown penalty."""
+    the backtest's net return of the same positions on the *expected* returns, less the drawdown penalty.
+    Funding charged in imagination is what the backtest charges for the same rates on the same path."""
     cfg = dataclasses.replace(TINY_AGENT, drawdown_penalty=penalty, actor_grad=actor_grad)
     model = constant_forecast_world_model(cfg, -3.0)  # losses for longs: drawdowns happen
     torch.manual_seed(1)
     actor = make_actor(model.feature_size + 3, cfg)
     start_positions = random_positions(32, cfg, torch.device("cpu"))
     account = dataclasses.replace(Portfolio.flat(32), position=start_positions)
+    funding = torch.zeros(cfg.imagination_horizon, 32)
+    if funded:  # settlements inside imagined bars 1 and 4, at rates up to ±50 bp (a crash's)
+        funding[[1, 4]] = torch.empty(2, 32).uniform_(-5e-3, 5e-3)
     with torch.no_grad():
-        traj = imagine(model, actor, start_states(model, 32), account, cfg.imagination_horizon, cfg)
+        traj = imagine(model, actor, start_states(model, 32), account, cfg.imagination_horizon, cfg, funding=funding)
 
     assert traj.inputs.shape == (7, 32, model.feature_size + 3)
     assert traj.positions.shape == traj.rewards.shape == traj.market_returns.shape == (6, 32)
@@ -43,8 +48,13 @@ def test_imagined_account_is_the_backtest_account(penalty, actor_grad):
     for lane in range(32):
         positions = traj.positions[:, lane].double().numpy()
         start = float(start_positions[lane])
-        booked = run_backtest(positions, traj.market_returns[:, lane].double().numpy(), cfg.cost_rate, start)
-        expected = run_backtest(positions, traj.predicted_returns[:, lane].double().numpy(), cfg.cost_rate, start)
+        rates = funding[:, lane].double().numpy()
+        booked = run_backtest(
+            positions, traj.market_returns[:, lane].double().numpy(), cfg.cost_rate, start, funding_rates=rates
+        )
+        expected = run_backtest(
+            positions, traj.predicted_returns[:, lane].double().numpy(), cfg.cost_rate, start, funding_rates=rates
+        )
         assert traj.net_returns[:, lane].numpy() == pytest.approx(booked.net_log_returns, abs=1e-7)
         log_equity = np.log(booked.equity)
         drawdown_after = np.maximum.accumulate(log_equity)[1:] - log_equity[1:]  # peak includes the start
@@ -52,6 +62,22 @@ def test_imagined_account_is_the_backtest_account(penalty, actor_grad):
         assert traj.rewards[:, lane].numpy() == pytest.approx(reward, abs=1e-3)
         assert traj.final_portfolio.drawdown[lane].item() == pytest.approx(drawdown_after[-1], abs=1e-7)
         assert traj.final_portfolio.position[lane].item() == pytest.approx(booked.positions[-1])
+
+
+def test_imagined_funding_is_the_rate_known_at_the_start_on_the_settlement_schedule():
+    """Each imagined bar charges the rate settled last by the start bar's close, once per settlement the
+    bar holds; rates settled later (unknown at the start) are never used."""
+    known_rate = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]) * 1e-4  # [R] changes at every row
+    next_settlements = torch.tensor([0.0, 1.0, 0.0, 0.0, 2.0, 0.0])  # [R] the bar after row r holds these
+    charged = known_funding(known_rate, next_settlements, torch.tensor([0, 3, 5]), horizon=3)  # [H, N]
+    expected = torch.tensor(
+        [
+            [0.0, 0.0, 0.0],  # bars after rows 0, 3, 5
+            [1.0, 2 * 4.0, 0.0],  # after rows 1, 4, 5 (the dataset's last row repeats: no bar after it)
+            [0.0, 0.0, 0.0],  # after rows 2, 5, 5
+        ]
+    )
+    assert charged == pytest.approx(expected * 1e-4)
 
 
 def test_band_actor_holds_inside_its_band_and_moves_to_the_nearest_edge():

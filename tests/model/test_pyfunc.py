@@ -15,9 +15,12 @@ import torch
 
 from dreamer.config import load_config
 from dreamer.orchestration.pyfunc import REQUIREMENTS
-from dreamer.paths import SAMPLE_CSV
+from dreamer.paths import SAMPLE_CSV, SAMPLE_FUNDING_CSV
+from tests.feature_fixtures import read_funding_csv
 
 BARS = 2_000
+FUNDING = read_funding_csv()  # the sample's real BTCUSDT settlements
+PARAMS = {"funding_time_ms": FUNDING["funding_time_ms"].tolist(), "funding_rate": FUNDING["funding_rate"].tolist()}
 pytestmark = pytest.mark.slow  # a tiny agent trained and logged once per module: ~20 s
 
 
@@ -39,7 +42,8 @@ def agent(klines: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> tup
 
     cfg = load_config("tiny")
     dreamer_cfg = dataclasses.replace(cfg.dreamer, device="cpu", policy_steps=2)
-    dataset = make_dataset(compute_features(klines, "5"), cfg.split, {"symbol": "BTCUSDT", "interval": "5"})
+    meta = {"symbol": "BTCUSDT", "interval": "5", "funding_settlements": len(FUNDING)}
+    dataset = make_dataset(compute_features(klines, "5", FUNDING), cfg.split, meta)
     torch.manual_seed(0)
     world_model = WorldModel(dataset.num_features, dreamer_cfg)
     result = train_policy_in(world_model, dataset, dreamer_cfg, tmp_path_factory.mktemp("agent"))
@@ -87,6 +91,8 @@ def test_model_directory_is_a_self_contained_pyfunc(logged: tuple[str, str], tmp
     assert model.signature is not None
     assert model.signature.inputs.input_names() == ["open_time", "open", "high", "low", "close", "volume"]
     assert model.signature.outputs.input_names() == ["open_time", "target_position"]
+    assert model.signature.params is not None
+    assert [param.name for param in model.signature.params.params] == ["funding_time_ms", "funding_rate"]
     assert model.metadata == {"symbol": "BTCUSDT"}
 
 
@@ -103,7 +109,7 @@ def test_loaded_model_trades_like_the_backtest_policy(
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(model_uri)
     shuffled = klines.sample(frac=1.0, random_state=0)  # any input order
-    out = model.predict(shuffled)
+    out = model.predict(shuffled, params=PARAMS)
     assert list(out.columns) == ["open_time", "target_position"]
     assert len(out) == len(klines)
     assert out["open_time"].is_monotonic_increasing
@@ -119,8 +125,22 @@ def test_loaded_model_trades_like_the_backtest_policy(
 
     policy = TradingPolicy.load(checkpoint, "cpu")
     policy.warm_up(dataset.obs[:warm_up])
-    expected = policy.target_positions(dataset.obs[warm_up:], dataset.close[warm_up:])
+    settled = dataset.funding.next_rate[warm_up - 1 : -1]  # what each traded bar's holder paid
+    expected = policy.target_positions(dataset.obs[warm_up:], dataset.close[warm_up:], settled)
     np.testing.assert_array_equal(positions, expected)
+    assert np.count_nonzero(settled) > 10  # the comparison covers bars whose holder paid funding
+
+
+def test_a_perpetual_model_refuses_to_trade_without_its_funding(logged: tuple[str, str], klines: pd.DataFrame) -> None:
+    import mlflow
+
+    uri, model_uri = logged
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    with pytest.raises(Exception, match="funding_time_ms and funding_rate"):
+        model.predict(klines)
+    with pytest.raises(Exception, match="differ in length"):
+        model.predict(klines, params={"funding_time_ms": PARAMS["funding_time_ms"][:3], "funding_rate": [1e-4]})
 
 
 def test_positions_never_depend_on_later_bars(logged: tuple[str, str], klines: pd.DataFrame) -> None:
@@ -129,20 +149,21 @@ def test_positions_never_depend_on_later_bars(logged: tuple[str, str], klines: p
     uri, model_uri = logged
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(model_uri)
-    full = model.predict(klines)
-    cut = model.predict(klines.iloc[: BARS - 300])
+    full = model.predict(klines, params=PARAMS)
+    cut = model.predict(klines.iloc[: BARS - 300], params=PARAMS)  # later settlements given too: unused
     np.testing.assert_array_equal(cut["target_position"].to_numpy(), full["target_position"].to_numpy()[: BARS - 300])
 
 
 LOAD_AND_PREDICT = """
-import importlib.metadata, json, sys, sysconfig
+import importlib.metadata, io, json, sys, sysconfig
 import mlflow, pandas as pd
 
 mlflow.set_tracking_uri(sys.argv[1])
 local = mlflow.artifacts.download_artifacts(sys.argv[2])
-klines = pd.read_json(sys.stdin, orient="split")
+given = json.load(sys.stdin)
+klines = pd.read_json(io.StringIO(given["klines"]), orient="split")
 before = set(sys.modules)
-mlflow.pyfunc.load_model(local).predict(klines)
+mlflow.pyfunc.load_model(local).predict(klines, params=given["params"])
 site = sysconfig.get_paths()["purelib"]
 owners = importlib.metadata.packages_distributions()
 used = set()
@@ -159,7 +180,7 @@ def test_pip_requirements_cover_what_predict_imports(logged: tuple[str, str], kl
     uri, model_uri = logged
     result = subprocess.run(
         [sys.executable, "-c", LOAD_AND_PREDICT, uri, model_uri],
-        input=klines.iloc[:600].to_json(orient="split", date_unit="ms"),
+        input=json.dumps({"klines": klines.iloc[:600].to_json(orient="split", date_unit="ms"), "params": PARAMS}),
         capture_output=True,
         text=True,
         timeout=300,
@@ -211,7 +232,7 @@ def klines_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     csv = folder / "klines.csv"
     pd.read_csv(SAMPLE_CSV, nrows=BARS).to_csv(csv, index=False)
     db = folder / "dreamer.duckdb"
-    ingest_csv(db, csv, "linear", "BTCUSDT", "5")
+    ingest_csv(db, csv, "linear", "BTCUSDT", "5", funding_path=SAMPLE_FUNDING_CSV)
     return db
 
 
@@ -249,7 +270,7 @@ def test_predict_prints_the_champion_position_for_the_latest_bar(
 
     mlflow.set_tracking_uri(uri)
     window = klines.iloc[-result["bars_read"] :]
-    expected = mlflow.pyfunc.load_model(model_uri).predict(window)["target_position"].iloc[-1]
+    expected = mlflow.pyfunc.load_model(model_uri).predict(window, params=PARAMS)["target_position"].iloc[-1]
     assert result["target_position"] == expected
     assert "warning: the latest stored bar closed" in captured.err  # the sample ends months ago
 
