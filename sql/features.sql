@@ -87,7 +87,7 @@ SELECT
     close,
     CAST(segment_id AS INTEGER) AS segment_id,
     coalesce(after_gap, false) AS after_gap,
-    bars_before < 288 OR funding_last IS NULL OR funding_mean_3 IS NULL OR funding_countdown IS NULL AS warmup,
+    bars_before < 2016 OR funding_last IS NULL OR funding_mean_3 IS NULL OR funding_countdown IS NULL AS warmup,
 
     -- log returns over k bars (lag within the segment is NULL until k earlier bars exist)
     symlog(bps(log_return_1)) AS ret_1,
@@ -95,6 +95,11 @@ SELECT
     symlog(bps(ln(close / lag(close, 12) OVER seg))) AS ret_12,
     symlog(bps(ln(close / lag(close, 48) OVER seg))) AS ret_48,
     symlog(bps(ln(close / lag(close, 288) OVER seg))) AS ret_288,
+
+    -- the close against the mean log close of the last week (2016 bars): how far the price has strayed from
+    -- its recent level, the quantity a mean-reversion trader watches
+    CASE WHEN bars_before >= 2016 THEN symlog(bps(
+        ln(close) - avg(ln(close)) OVER (seg ROWS BETWEEN 2015 PRECEDING AND CURRENT ROW))) END AS close_vs_mean_2016,
 
     -- realised volatility: root mean square of the last w one-bar log returns
     CASE WHEN bars_before >= 12 THEN symlog(bps(sqrt(

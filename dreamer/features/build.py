@@ -26,6 +26,7 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "ret_12",
     "ret_48",
     "ret_288",
+    "close_vs_mean_2016",
     "vol_12",
     "vol_48",
     "vol_288",
@@ -49,7 +50,7 @@ FUNDING_COLUMNS = ("funding_rate_known", "funding_settled_sum", "funding_settled
 """Per-bar funding quantities that are not observations (see sql/features.sql): the latest settled rate
 (what imagination charges), and the rates and the number of settlements up to the bar's close."""
 FUNDING_INPUT_COLUMNS = ("funding_time_ms", "funding_rate")
-LONGEST_WINDOW = 288
+LONGEST_WINDOW = 2016
 """Bars of lookback of the longest feature (ret_288, vol_288): each segment's first 288 bars are warm-up."""
 RETURN_HORIZON = 1
 """Bars ahead that the target looks (next_log_return)."""

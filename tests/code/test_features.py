@@ -19,13 +19,13 @@ from dreamer.features.build import (
 from dreamer.paths import read_sql
 from tests.feature_fixtures import synthetic_funding, synthetic_klines
 
-GAP = range(700, 712)  # 12 missing bars
+GAP = range(2400, 2412)  # 12 missing bars
 BOOKKEEPING = ["open_time_ms", "segment_id", "after_gap", "warmup"]
 
 
 @pytest.fixture(scope="module")
 def klines() -> pd.DataFrame:
-    return synthetic_klines(1500, missing=(GAP,))
+    return synthetic_klines(4800, missing=(GAP,))
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_sql_columns_match_the_python_contract(features: pd.DataFrame) -> None:
     assert all(re.search(rf"\bAS {name}\b", select) for name in FEATURE_COLUMNS)
 
 
-@pytest.mark.parametrize("t", [0, 5, 287, 288, 300, 699, 700, 701, 987, 1000, 1487])
+@pytest.mark.parametrize("t", [0, 5, 287, 288, 2015, 2016, 2100, 2399, 2400, 2401, 3500, 4787])
 def test_every_feature_at_t_only_uses_bars_up_to_t(
     klines: pd.DataFrame, features: pd.DataFrame, t: int, funding: pd.DataFrame
 ) -> None:
@@ -75,7 +75,7 @@ def test_every_feature_at_t_only_uses_bars_up_to_t(
 def test_features_ignore_the_future_even_when_it_changes(
     klines: pd.DataFrame, features: pd.DataFrame, funding: pd.DataFrame
 ) -> None:
-    t = 1000
+    t = 3000
     future_shock = klines.copy()
     future_shock.loc[t + 1 :, ["open", "high", "low", "close"]] *= 3.0
     future_shock.loc[t + 1 :, "volume"] *= 50.0
@@ -112,7 +112,8 @@ def test_longest_window_is_what_the_sql_needs(features: pd.DataFrame) -> None:
     segment = features.iloc[: GAP.start]
     first_complete = {name: int(segment[name].notna().to_numpy().argmax()) for name in FEATURE_COLUMNS}
     assert max(first_complete.values()) == LONGEST_WINDOW
-    assert first_complete["ret_288"] == first_complete["vol_288"] == LONGEST_WINDOW
+    assert first_complete["close_vs_mean_2016"] == LONGEST_WINDOW
+    assert first_complete["ret_288"] == first_complete["vol_288"] == 288
 
 
 def test_next_log_return_is_the_target_and_missing_across_gaps(klines: pd.DataFrame, features: pd.DataFrame) -> None:
@@ -140,7 +141,7 @@ def test_features_do_not_depend_on_the_price_level(
 
 
 def test_symlog_macro_and_scaling(features: pd.DataFrame, klines: pd.DataFrame) -> None:
-    row = 1000
+    row = 3000
     r1 = np.log(klines["close"].iloc[row] / klines["close"].iloc[row - 1])
     assert features["ret_1"].iloc[row] == pytest.approx(np.sign(r1) * np.log1p(abs(r1) * 1e4), rel=1e-12)
     assert features["log_volume"].iloc[row] == pytest.approx(np.log1p(klines["volume"].iloc[row]), rel=1e-12)

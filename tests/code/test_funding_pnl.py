@@ -103,14 +103,14 @@ def test_a_contract_without_funding_reads_zeros(klines: pd.DataFrame) -> None:
 
 
 def test_a_perpetual_is_warm_up_until_three_settlements_are_known() -> None:
-    klines = synthetic_klines(700)
+    klines = synthetic_klines(3000)
     late = synthetic_funding(klines)
-    late = late[late["funding_time_ms"] >= FIRST_MS + 32 * HOUR_MS].reset_index(drop=True)  # from Jan 2, 08:00
+    late = late[late["funding_time_ms"] >= FIRST_MS + 176 * HOUR_MS].reset_index(drop=True)  # from Jan 8, 08:00
     features = compute_features(klines, "5", late)
     first = int(np.flatnonzero(~features["warmup"].to_numpy())[0])
-    # settlements at 08:00, 16:00 and 00:00: the bar closing at 00:00 (Jan 2, 23:55) is the first complete one,
-    # long after the 288 bars of the return windows
-    assert features["open_time_ms"][first] == FIRST_MS + 47 * HOUR_MS + 55 * 60_000
+    # settlements at 08:00, 16:00 and 00:00: the bar closing at 00:00 (Jan 8, 23:55) is the first complete one,
+    # long after the LONGEST_WINDOW bars of the price windows
+    assert features["open_time_ms"][first] == FIRST_MS + 191 * HOUR_MS + 55 * 60_000
 
 
 def test_funding_in_the_one_pnl_function_by_hand() -> None:

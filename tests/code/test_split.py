@@ -17,7 +17,7 @@ from tests.feature_fixtures import synthetic_klines
 
 @pytest.fixture(scope="module")
 def features() -> pd.DataFrame:
-    return compute_features(synthetic_klines(6000, missing=(range(2500, 2520), range(4000, 4003))), "5")
+    return compute_features(synthetic_klines(20000, missing=(range(8000, 8020), range(14000, 14003))), "5")
 
 
 def assert_purged(bounds: dict[str, tuple[int, int]], purge: int) -> None:
@@ -34,7 +34,7 @@ def test_minimum_purge_covers_the_longest_window_and_the_horizon() -> None:
     assert MIN_PURGE_BARS == LONGEST_WINDOW + RETURN_HORIZON
 
 
-@pytest.mark.parametrize("cfg", [SplitConfig(), SplitConfig(train_fraction=0.5, val_fraction=0.25, purge_bars=400)])
+@pytest.mark.parametrize("cfg", [SplitConfig(), SplitConfig(train_fraction=0.5, val_fraction=0.25, purge_bars=2500)])
 def test_fraction_splits_are_chronological_disjoint_and_purged(features: pd.DataFrame, cfg: SplitConfig) -> None:
     dataset = make_dataset(features, cfg)
     purge = cfg.purge_bars or MIN_PURGE_BARS
@@ -51,14 +51,14 @@ def test_fraction_splits_are_chronological_disjoint_and_purged(features: pd.Data
 
 
 def test_date_splits_start_at_the_given_dates(features: pd.DataFrame) -> None:
-    cfg = SplitConfig(val_start="2026-01-13", test_start="2026-01-17T12:00")
+    cfg = SplitConfig(val_start="2026-02-10", test_start="2026-02-28T12:00")
     dataset = make_dataset(features, cfg)
     assert_purged(dataset.splits, MIN_PURGE_BARS)
     val_first = dataset.open_time_ms[dataset.splits["val"][0]]
     test_first = dataset.open_time_ms[dataset.splits["test"][0]]
-    assert val_first == pd.Timestamp("2026-01-13", tz="UTC").value // 1_000_000
-    assert test_first == pd.Timestamp("2026-01-17T12:00", tz="UTC").value // 1_000_000
-    assert dataset.meta["split_times"]["test"][0] == "2026-01-17T12:00:00+00:00"
+    assert val_first == pd.Timestamp("2026-02-10", tz="UTC").value // 1_000_000
+    assert test_first == pd.Timestamp("2026-02-28T12:00", tz="UTC").value // 1_000_000
+    assert dataset.meta["split_times"]["test"][0] == "2026-02-28T12:00:00+00:00"
 
 
 def test_warmup_rows_are_dropped_and_the_rest_kept(features: pd.DataFrame) -> None:

@@ -18,7 +18,7 @@ from dreamer.orchestration.pyfunc import REQUIREMENTS
 from dreamer.paths import SAMPLE_CSV, SAMPLE_FUNDING_CSV
 from tests.feature_fixtures import read_funding_csv
 
-BARS = 2_000
+BARS = 8_000
 FUNDING = read_funding_csv()  # the sample's real BTCUSDT settlements
 PARAMS = {"funding_time_ms": FUNDING["funding_time_ms"].tolist(), "funding_rate": FUNDING["funding_rate"].tolist()}
 pytestmark = pytest.mark.slow  # a tiny agent trained and logged once per module: ~20 s
