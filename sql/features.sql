@@ -21,12 +21,12 @@
 --
 -- Gaps: a bar whose predecessor is not exactly one $step earlier starts a new segment (`after_gap`).
 -- Every window over bars is partitioned by segment, so no bar feature ever reaches across a gap, and a
--- feature whose window is not yet full is NULL: the first 288 bars of every segment are warm-up (`warmup`)
+-- feature whose window is not yet full is NULL: the first 2016 bars of every segment are warm-up (`warmup`)
 -- and are dropped when the dataset is built. Nothing is forward filled; `next_log_return` is NULL on the
 -- last bar of a segment. Funding features read settlements, not bars: the latest one at the close is the
 -- rate in force whatever bars are missing.
 --
--- Window lengths are in bars; the longest lookback (288) must equal dreamer.features.build.LONGEST_WINDOW.
+-- Window lengths are in bars; the longest lookback (2016) must equal dreamer.features.build.LONGEST_WINDOW.
 -- Unbounded quantities are symlog-scaled; bounded encodings (close position in [-1, 1], time sin/cos) enter
 -- as they are. Raw price levels never appear among the features.
 WITH bars AS (

@@ -51,7 +51,7 @@ FUNDING_COLUMNS = ("funding_rate_known", "funding_settled_sum", "funding_settled
 (what imagination charges), and the rates and the number of settlements up to the bar's close."""
 FUNDING_INPUT_COLUMNS = ("funding_time_ms", "funding_rate")
 LONGEST_WINDOW = 2016
-"""Bars of lookback of the longest feature (ret_288, vol_288): each segment's first 288 bars are warm-up."""
+"""Bars of lookback of the longest feature (close_vs_mean_2016): each segment's first 2016 bars are warm-up."""
 RETURN_HORIZON = 1
 """Bars ahead that the target looks (next_log_return)."""
 KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
