@@ -2,12 +2,13 @@
 
 A run is configured by a bundled name (`tiny`, `demo`, `default`: files in `dreamer/configs/`) or a
 YAML path. Every section is a frozen dataclass whose `__post_init__` checks ranges; unknown keys,
-wrong types and out-of-range values raise `ConfigError` naming the offending key.
+wrong types, non-finite numbers and out-of-range values raise `ConfigError` naming the offending key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -138,13 +139,22 @@ def _coerce(annotation: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true/false, got {value!r}")
         return value
     if annotation is int:
+        if isinstance(value, float) and value.is_integer():  # 2.0e+4 (YAML reads a bare 2e4 as text)
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal beyond float range
+            number = math.inf
+        # inf would pass the sections' `> 0` checks and nan fails them with a misleading message.
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")

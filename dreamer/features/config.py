@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from dreamer.errors import ConfigError, require
+from dreamer.errors import ConfigError, require, require_in_range
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,12 @@ class ValidationConfig:
             0.0 < self.warn_abs_log_return <= self.max_abs_log_return,
             "validation: 0 < warn_abs_log_return <= max_abs_log_return is required",
         )
-        require(self.min_rows >= 1, "validation.min_rows must be >= 1")
         require(
             0.0 < self.warn_abs_funding_rate <= self.max_abs_funding_rate,
             "validation: 0 < warn_abs_funding_rate <= max_abs_funding_rate is required",
         )
         require(self.max_funding_gap_hours > 0.0, "validation.max_funding_gap_hours must be > 0")
-        require(self.report_examples >= 0, "validation.report_examples must be >= 0")
+        require_in_range(self, "validation", {"min_rows": (1, 1_000_000_000), "report_examples": (0, 1_000)})
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class SplitConfig:
         require(0.0 < self.train_fraction < 1.0, "split.train_fraction must be in (0, 1)")
         require(0.0 <= self.val_fraction < 1.0, "split.val_fraction must be in [0, 1)")
         require(self.train_fraction + self.val_fraction < 1.0, "split: train_fraction + val_fraction must be < 1")
-        require(self.purge_bars is None or self.purge_bars >= 0, "split.purge_bars must be >= 0")
+        require_in_range(self, "split", {"purge_bars": (0, 1_000_000)})
         require(
             (self.val_start is None) == (self.test_start is None),
             "split: give both val_start and test_start, or neither",
