@@ -1,8 +1,9 @@
 """The run configuration: one YAML document, one frozen dataclass per concern.
 
 A run is configured by a bundled name (`tiny`, `demo`, `default`: files in `dreamer/configs/`) or a
-YAML path. Every section is a frozen dataclass whose `__post_init__` checks ranges; unknown keys,
-wrong types, non-finite numbers and out-of-range values raise `ConfigError` naming the offending key.
+YAML path (read by `ConfigLoader`: no duplicate keys, no aliases). Every section is a frozen dataclass
+whose `__post_init__` checks ranges; unknown keys, wrong types, non-finite numbers and out-of-range values
+raise `ConfigError` naming the offending key.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
             "nor an existing YAML file"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        with path.open(encoding="utf-8") as stream:
+            data = yaml.load(stream, Loader=ConfigLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -79,6 +81,32 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     if overrides:
         data = _merge(data, overrides)
     return from_mapping(RunConfig, data)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without two YAML features a config has no use for. A repeated key would
+    silently keep its last value. Anchors and aliases (`&x`, `*x`) would let a few hundred bytes of nested
+    aliases expand into gigabytes (the "billion laughs"): refused as soon as the first one is read."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ConfigError(
+                f"{self.name}, line {event.start_mark.line + 1}: YAML anchors and aliases (&name, *name) are not "
+                "allowed in a config; write the value out"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # the base class refuses unhashable keys
+                continue
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in first_lines:
+                raise ConfigError(f"{self.name}, line {line}: duplicate key {key!r} (first on line {first_lines[key]})")
+            first_lines[key] = line
+        return super().construct_mapping(node, deep)
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

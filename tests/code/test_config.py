@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import typing
 from pathlib import Path
 
@@ -150,3 +151,33 @@ def test_the_promotion_metric_must_be_a_backtest_metric() -> None:
     assert load_config("tiny", overrides={"promotion": {"metric": "calmar"}}).promotion.metric == "calmar"
     with pytest.raises(ConfigError, match=r"promotion.metric: 'sharp' is not a backtest metric; valid: .*sharpe"):
         load_config("tiny", overrides={"promotion": {"metric": "sharp"}})
+
+
+def test_duplicate_keys_are_refused_naming_the_key_and_lines(tmp_path: Path) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text("dreamer:\n  hidden_size: 64\n  seed: 1\n  hidden_size: 128\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml, line 4: duplicate key 'hidden_size' \(first on line 2\)"):
+        load_config(path)
+    path.write_text("dreamer:\n  seed: 1\nevaluation: {}\ndreamer:\n  seed: 2\n")
+    with pytest.raises(ConfigError, match=r"line 4: duplicate key 'dreamer' \(first on line 1\)"):
+        load_config(path)
+
+
+def test_anchors_and_aliases_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "alias.yaml"
+    path.write_text("dreamer:\n  position_levels: &levels [-1, 0, 1]\nother: *levels\n")
+    with pytest.raises(ConfigError, match=r"alias.yaml, line 2: YAML anchors and aliases"):
+        load_config(path)
+
+
+def test_an_alias_bomb_fails_at_once(tmp_path: Path) -> None:
+    """The "billion laughs": 9 nested lists of 9 aliases, 9**9 strings once expanded."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join([*lines, "dreamer:", "  position_levels: *i"]) + "\n")
+    assert path.stat().st_size < 400
+    began = time.perf_counter()
+    with pytest.raises(ConfigError, match="anchors and aliases"):
+        load_config(path)
+    assert time.perf_counter() - began < 0.5
