@@ -1,13 +1,15 @@
 """The run configuration: one YAML document, one frozen dataclass per concern.
 
 A run is configured by a bundled name (`tiny`, `demo`, `default`: files in `dreamer/configs/`) or a
-YAML path. Every section is a frozen dataclass whose `__post_init__` checks ranges; unknown keys,
-wrong types and out-of-range values raise `ConfigError` naming the offending key.
+YAML path (read by `ConfigLoader`: no duplicate keys, no aliases). Every section is a frozen dataclass
+whose `__post_init__` checks ranges; unknown keys, wrong types, non-finite numbers and out-of-range values
+raise `ConfigError` naming the offending key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,7 +71,8 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
             "nor an existing YAML file"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        with path.open(encoding="utf-8") as stream:
+            data = yaml.load(stream, Loader=ConfigLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -78,6 +81,32 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     if overrides:
         data = _merge(data, overrides)
     return from_mapping(RunConfig, data)
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without two YAML features a config has no use for. A repeated key would
+    silently keep its last value. Anchors and aliases (`&x`, `*x`) would let a few hundred bytes of nested
+    aliases expand into gigabytes (the "billion laughs"): refused as soon as the first one is read."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise ConfigError(
+                f"{self.name}, line {event.start_mark.line + 1}: YAML anchors and aliases (&name, *name) are not "
+                "allowed in a config; write the value out"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):  # the base class refuses unhashable keys
+                continue
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in first_lines:
+                raise ConfigError(f"{self.name}, line {line}: duplicate key {key!r} (first on line {first_lines[key]})")
+            first_lines[key] = line
+        return super().construct_mapping(node, deep)
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -138,13 +167,22 @@ def _coerce(annotation: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected true/false, got {value!r}")
         return value
     if annotation is int:
+        if isinstance(value, float) and value.is_integer():  # 2.0e+4 (YAML reads a bare 2e4 as text)
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer literal beyond float range
+            number = math.inf
+        # inf would pass the sections' `> 0` checks and nan fails them with a misleading message.
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")

@@ -77,7 +77,10 @@ class DataSpec:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The spec as the run logs it (the `data.*` MLflow params): a base URL's credentials redacted."""
+        from dreamer.data.bybit import redact_url
+
+        return {**dataclasses.asdict(self), "base_url": self.base_url and redact_url(self.base_url)}
 
 
 # --- stages ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -49,11 +50,22 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--base-url", help="Bybit REST base URL (default: $DREAMER_BYBIT_URL or https://api.bybit.com)")
     parser.add_argument("--testnet", action="store_true", help="use https://api-testnet.bybit.com")
     parser.add_argument(
-        "--max-rps", type=float, default=10.0, help="client-side request rate limit (default 10/s; 0 disables)"
+        "--max-rps", type=_rate, default=10.0, help="client-side request rate limit (default 10/s; 0 disables)"
     )
     parser.add_argument("--json", action="store_true", help="print the full report as JSON instead of one line")
     add_db_arg(parser)
     parser.set_defaults(handler=run)
+
+
+def _rate(text: str) -> float:
+    """--max-rps: requests per second. A negative rate would silently disable pacing, inf or nan mean nothing."""
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not (math.isfinite(rate) and rate >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0: no pacing), got {text!r}")
+    return rate
 
 
 def run(args: argparse.Namespace) -> int:

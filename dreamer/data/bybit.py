@@ -76,8 +76,19 @@ def resolve_base_url(base_url: str | None = None, testnet: bool = False) -> str:
         raise InvalidMarketError("give either a base URL or testnet, not both")
     url = base_url or (TESTNET_BASE_URL if testnet else os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
     if not re.match(r"^https?://[^/\s]+", url):
-        raise InvalidMarketError(f"base URL {url!r} must look like https://host[:port]")
+        raise InvalidMarketError(f"base URL {redact_url(url)!r} must look like https://host[:port]")
     return url.rstrip("/")
+
+
+# The userinfo of a URL: after the scheme, up to the last "@" before the host ends ("/", "?" or "#"), as
+# urllib.parse.urlsplit reads it.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """`url` with its credentials (`user:password@`) replaced by `***@`: the only form of a URL that may be
+    printed, stored (`ingestion_runs`) or logged (MLflow). Anything else, a file path included, is unchanged."""
+    return _USERINFO.sub(r"\1***@", url)
 
 
 @dataclass(frozen=True)
@@ -201,8 +212,8 @@ class BybitClient:
             except _Transient as transient:
                 if attempt == self.retry.max_attempts:
                     raise BybitUnavailable(
-                        f"GET {url} {_describe(params)} failed {attempt} times in a row; last: {transient.reason}. "
-                        "Committed pages are kept; rerun later to resume."
+                        f"GET {redact_url(url)} {_describe(params)} failed {attempt} times in a row; "
+                        f"last: {transient.reason}. Committed pages are kept; rerun later to resume."
                     ) from None
                 wait_s = transient.wait_s if transient.wait_s is not None else self._backoff_s(attempt)
                 self.stats.retries += 1
@@ -211,6 +222,7 @@ class BybitClient:
         raise AssertionError("unreachable")
 
     def _attempt(self, url: str, params: dict[str, str]) -> dict[str, Any]:
+        shown = redact_url(url)  # `url` authenticates the request; messages show this
         try:
             response = self.session.get(url, params=params, timeout=self.timeout_s)
             body = response.content
@@ -221,21 +233,21 @@ class BybitClient:
         status = response.status_code
         if status == 403:
             raise BybitAccessDenied(
-                f"HTTP 403 from {url}: access denied. Bybit refuses requests from this IP address or region "
+                f"HTTP 403 from {shown}: access denied. Bybit refuses requests from this IP address or region "
                 f"(geo-block or IP ban); retrying will not help. Response: {_snippet(body)}"
             )
         if status == 429 or status >= 500:
             raise _Transient(f"HTTP {status}", self._reset_wait_s(response))
         if status != 200:
             raise BybitRequestRejected(
-                f"HTTP {status} from {url} {_describe(params)} (is the base URL right?): {_snippet(body)}"
+                f"HTTP {status} from {shown} {_describe(params)} (is the base URL right?): {_snippet(body)}"
             )
         try:
             payload = json.loads(body)
         except ValueError:
             raise _Transient(f"HTTP 200 with a body that is not complete JSON ({len(body)} bytes)") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("retCode"), int):
-            raise BybitResponseError(f"{url} {_describe(params)}: response has no integer retCode: {_snippet(body)}")
+            raise BybitResponseError(f"{shown} {_describe(params)}: response has no integer retCode: {_snippet(body)}")
         code, message = payload["retCode"], payload.get("retMsg")
         if code == 0:
             return payload
@@ -245,7 +257,7 @@ class BybitClient:
             wait_s = self._reset_wait_s(response)
             raise _Transient(f"retCode {code} ({RATE_LIMIT_RET_CODES[code]}): {message}", wait_s)
         raise BybitRequestRejected(
-            f"Bybit rejected {url} {_describe(params)} with retCode {code}: {message}. "
+            f"Bybit rejected {shown} {_describe(params)} with retCode {code}: {message}. "
             "Check the symbol, category and other parameters (retrying will not help)."
         )
 

@@ -1,5 +1,6 @@
 """Kline and funding files: CSV (optionally gzipped) or Parquet, in the formats of the Bybit exports under
-../shared/data. Every row is checked before anything is written.
+../shared/data. Every row is checked before anything is written; times are epoch milliseconds between
+2009-01-01 and one day from now.
 
 * klines: columns `start_ms,open,high,low,close,volume,turnover`, where `turnover` may be empty (stored as
   NULL, never 0);
@@ -8,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
@@ -24,6 +26,11 @@ TIME_COLUMN = "start_ms"
 REQUIRED_COLUMNS = (TIME_COLUMN, "open", "high", "low", "close", "volume")
 FILE_COLUMNS = (*REQUIRED_COLUMNS, "turnover")
 FUNDING_COLUMNS = ("funding_time_ms", "funding_rate")
+# A file's times lie between 2009-01-01 (no crypto market traded before Bitcoin's first block) and one day
+# from now (clock skew, nothing more): anything else is a typo or another unit (seconds, microseconds),
+# and past year 2262 pandas cannot even represent it.
+EARLIEST_MS = 1_230_768_000_000
+FUTURE_SLACK_MS = 86_400_000
 
 
 def read_kline_file(path: str | Path, interval: Interval) -> Candles:
@@ -34,12 +41,11 @@ def read_kline_file(path: str | Path, interval: Interval) -> Candles:
     if "turnover" not in text.columns:
         text["turnover"] = ""
 
-    times, time_ok = _epoch_ms(text[TIME_COLUMN])
+    times, checks = _epoch_ms(text, TIME_COLUMN)
     raw_values = text[list(VALUE_COLUMNS)]
     values = raw_values.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     blank = (raw_values == "").to_numpy()
     unparsable = np.isnan(values) & ~blank
-    checks = [(~time_ok, "start_ms must be epoch milliseconds (digits only)")]
     for i, column in enumerate(VALUE_COLUMNS):
         checks.append((unparsable[:, i], f"{column} is not a number"))
         if column != "turnover":
@@ -57,13 +63,13 @@ def read_funding_file(path: str | Path) -> FundingRates:
     `SourceFileError` naming the bad lines as `read_kline_file` does."""
     path = Path(path)
     text = _read_as_text(path, FUNDING_COLUMNS)
-    times, time_ok = _epoch_ms(text["funding_time_ms"])
+    times, time_checks = _epoch_ms(text, "funding_time_ms")
     raw_rates = text["funding_rate"]
     rates = pd.to_numeric(raw_rates, errors="coerce").to_numpy(dtype=np.float64)
     blank = (raw_rates == "").to_numpy()
     problems = collect_problems(
         [
-            (~time_ok, "funding_time_ms must be epoch milliseconds (digits only)"),
+            *time_checks,
             (np.isnan(rates) & ~blank, "funding_rate is not a number"),
             (blank, "funding_rate is empty"),
         ]
@@ -77,6 +83,8 @@ def read_funding_file(path: str | Path) -> FundingRates:
 
 def _read_as_text(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> pd.DataFrame:
     """Every cell of the file as text (blanks for nulls), with exactly the expected columns and some rows."""
+    if path.is_dir():
+        raise SourceFileError(f"{path}: is a directory, not a file")
     if not path.is_file():
         raise SourceFileError(f"{path}: no such file")
     text = _read_parquet_as_text(path) if _is_parquet(path) else _read_csv_as_text(path)
@@ -93,11 +101,21 @@ def _read_as_text(path: Path, required: tuple[str, ...], optional: tuple[str, ..
     return text
 
 
-def _epoch_ms(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(times [N] int64, ok [N] bool): digits only, at most 15 of them (year < 33658); 0 where not ok."""
-    text = raw.to_numpy(dtype=str)
-    ok = np.char.isdigit(text) & (np.char.str_len(text) <= 15)
-    return np.where(ok, text, "0").astype(np.int64), ok
+def _epoch_ms(text: pd.DataFrame, column: str) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
+    """(times [N] int64, 0 where unreadable; the column's row checks): digits only, at most 18 of them (any
+    such number fits int64), between `EARLIEST_MS` and `FUTURE_SLACK_MS` from now."""
+    raw = text[column].to_numpy(dtype=str)
+    digits = np.char.isdigit(raw) & (np.char.str_len(raw) <= 18)
+    times = np.where(digits, raw, "0").astype(np.int64)
+    latest_ms = time.time_ns() // 1_000_000 + FUTURE_SLACK_MS
+    return times, [
+        (~digits, f"{column} must be epoch milliseconds (digits only)"),
+        (
+            digits & ((times < EARLIEST_MS) | (times > latest_ms)),
+            f"{column} must lie between 2009-01-01 and one day from now (epoch milliseconds, not seconds or "
+            "microseconds)",
+        ),
+    ]
 
 
 def _reject_bad_rows(path: Path, problems: RowProblems) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import duckdb
 
 from dreamer.data import store
-from dreamer.data.bybit import FUNDING_WINDOW_MS, MAX_LIMIT, BybitClient, RetryPolicy, resolve_base_url
+from dreamer.data.bybit import FUNDING_WINDOW_MS, MAX_LIMIT, BybitClient, RetryPolicy, redact_url, resolve_base_url
 from dreamer.data.candles import Candles
 from dreamer.data.errors import InvalidMarketError
 from dreamer.data.files import read_funding_file, read_kline_file
@@ -132,6 +132,7 @@ class _Run:
         requested_end_ms: int | None,
     ) -> _Run:
         kind = KLINES if interval is not None else FUNDING
+        source_detail = redact_url(source_detail)  # a base URL's credentials are never stored or reported
         series = {
             "kind": kind,
             "category": category,

@@ -3,15 +3,15 @@ the funding settlements in the klines' range.
 
 Every check is a GX expectation run on a pandas DataFrame read from DuckDB (GX cannot validate DuckDB
 through its SQL datasource). Columns GX cannot express directly (alignment to the interval grid, the
-one-bar log return, bars missing before each bar; hours between settlements and to the klines' ends)
-are derived first and validated like any other column.
+one-bar log return, the longer wick, the distance to the median close, bars missing before each bar;
+hours between settlements and to the klines' ends) are derived first and validated like any other column.
 
 Two levels, from `FailureSeverity`: a *failure* (bad OHLC, duplicates, misaligned bars, too many gaps,
-absurd jumps, too few rows; funding missing, not covering the klines, with long gaps or absurd rates)
-raises `DataValidationError` naming each failed expectation with its counts and a few offending rows; a
-*warning* (a few gaps, large but plausible moves, irregular settlement spacing, large rates) is reported
-and the pipeline goes on. Each run writes `report.html` and `summary.json` (and GX's own results as
-`gx_result.json` and `gx_funding_result.json`) when given an output folder.
+absurd jumps, wicks or prices, too few rows; funding missing, not covering the klines, with long gaps or
+absurd rates) raises `DataValidationError` naming each failed expectation with its counts and a few
+offending rows; a *warning* (a few gaps, large but plausible moves, irregular settlement spacing, large
+rates) is reported and the pipeline goes on. Each run writes `report.html` and `summary.json` (and GX's
+own results as `gx_result.json` and `gx_funding_result.json`) when given an output folder.
 
 `turnover` may be NULL: Bybit's CSV exports and the bundled sample carry none. Only where present must it
 be >= 0; every other column must be non-null.
@@ -46,7 +46,14 @@ if TYPE_CHECKING:
 
 Severity = Literal["failure", "warning"]
 REQUIRED_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
-KLINE_EXAMPLE_COLUMNS = (*REQUIRED_COLUMNS, "turnover", "missing_bars_before", "log_return")
+KLINE_EXAMPLE_COLUMNS = (
+    *REQUIRED_COLUMNS,
+    "turnover",
+    "missing_bars_before",
+    "log_return",
+    "log_wick",
+    "price_to_median",
+)
 FUNDING_COLUMNS = ("funding_time_ms", "funding_rate")  # as dreamer.data.store.read_funding returns them
 FUNDING_EXAMPLE_COLUMNS = ("funding_time", "funding_rate", "hours_since_previous")
 SUMMARY_FILE = "summary.json"
@@ -377,6 +384,16 @@ def build_suite(cfg: ValidationConfig, columns: Sequence[str], expected_bars: in
             severity="warning",
         ),
         _check(
+            "no_absurd_wick",
+            f"log(high / max(open, close)) and log(min(open, close) / low) <= {cfg.max_log_wick}",
+            gxe.ExpectColumnValuesToBeBetween(column="log_wick", max_value=cfg.max_log_wick),
+        ),
+        _check(
+            "no_absurd_price",
+            f"high and low within {cfg.max_price_to_median:g}x of the series' median close",
+            gxe.ExpectColumnValuesToBeBetween(column="price_to_median", max_value=cfg.max_price_to_median),
+        ),
+        _check(
             "enough_rows", f"at least {cfg.min_rows:,} rows", gxe.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows)
         ),
     ]
@@ -521,6 +538,14 @@ def _derive_columns(klines: pd.DataFrame, bar: Interval) -> pd.DataFrame:
     close = frame["close"].astype("float64")
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["log_return"] = np.log(close / close.shift(1))
+    opens, highs, lows, closes = (frame[c].astype("float64").to_numpy() for c in ("open", "high", "low", "close"))
+    # NaN (skipped by GX) where a price is missing or not positive: the null and `low > 0` checks report those.
+    positive = (opens > 0) & (highs > 0) & (lows > 0) & (closes > 0)
+    median = np.median(closes[positive]) if positive.any() else np.nan
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        wick = np.maximum(np.log(highs / np.maximum(opens, closes)), np.log(np.minimum(opens, closes) / lows))
+        frame["log_wick"] = np.where(positive, wick, np.nan)
+        frame["price_to_median"] = np.where(positive, np.maximum(highs / median, median / lows), np.nan)
     return frame
 
 

@@ -10,7 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dreamer.errors import require
+from dreamer.errors import require, require_in_range
+
+# Ranges of the counts, sizes and costs. The upper bounds lie far above any useful value: they turn a typo
+# (`hidden_size: 100000000`, `world_model_steps: 1.0e+20`) into an error naming the key instead of an
+# out-of-memory crash or a run that never ends.
+_BOUNDS = {
+    "deterministic_size": (1, 16_384),
+    "stochastic_size": (1, 1_024),
+    "num_categories": (1, 1_024),
+    "hidden_size": (1, 16_384),
+    "mlp_layers": (1, 64),
+    "num_bins": (3, 4_095),
+    "batch_size": (1, 16_384),
+    "sequence_length": (1, 100_000),
+    "world_model_steps": (0, 100_000_000),
+    "imagination_horizon": (1, 1_000),
+    "imagination_starts": (1, 1_048_576),
+    "policy_steps": (0, 100_000_000),
+    "seed": (0, 2**32 - 1),  # 32 bits: a seed every generator accepts
+    "fee_rate": (0, 0.1),  # per unit traded; Bybit's taker fee is 0.00055
+    "slippage_rate": (0, 0.1),
+}
 
 
 @dataclass(frozen=True)
@@ -75,20 +96,7 @@ class DreamerConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
-        for name in (
-            "deterministic_size",
-            "stochastic_size",
-            "num_categories",
-            "hidden_size",
-            "mlp_layers",
-            "batch_size",
-            "sequence_length",
-            "imagination_horizon",
-            "imagination_starts",
-        ):
-            require(getattr(self, name) >= 1, f"dreamer.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("world_model_steps", "policy_steps", "seed"):
-            require(getattr(self, name) >= 0, f"dreamer.{name} must be >= 0, got {getattr(self, name)}")
+        require_in_range(self, "dreamer", _BOUNDS)
         for name in (
             "unimix",
             "kl_balance_alpha",
@@ -110,8 +118,6 @@ class DreamerConfig:
             "beta_pred",
             "entropy_coef",
             "critic_ema_regulariser",
-            "fee_rate",
-            "slippage_rate",
             "drawdown_penalty",
             "return_norm_floor",
         ):
@@ -127,9 +133,7 @@ class DreamerConfig:
             "return_unit",
         ):
             require(getattr(self, name) > 0.0, f"dreamer.{name} must be > 0, got {getattr(self, name)}")
-        require(
-            self.num_bins >= 3 and self.num_bins % 2 == 1, f"dreamer.num_bins must be odd and >= 3, got {self.num_bins}"
-        )
+        require(self.num_bins % 2 == 1, f"dreamer.num_bins must be odd, got {self.num_bins}")
         require(self.bins_low < 0.0 < self.bins_high, "dreamer.bins_low < 0 < dreamer.bins_high is required")
         require(len(self.position_levels) >= 2, "dreamer.position_levels needs at least two levels")
         require(all(-1.0 <= p <= 1.0 for p in self.position_levels), "dreamer.position_levels must lie in [-1, 1]")

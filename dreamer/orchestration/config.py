@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dreamer.errors import require
+from dreamer.evaluation.config import BACKTEST_METRICS
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,9 @@ class PromotionConfig:
     metric_floor: float | None = 0.0  # guard rail: the metric must be better than this (null: no floor)
 
     def __post_init__(self) -> None:
-        require(bool(self.metric), "promotion.metric must be set")
+        require(
+            self.metric in BACKTEST_METRICS,
+            f"promotion.metric: {self.metric!r} is not a backtest metric; valid: {', '.join(BACKTEST_METRICS)}",
+        )
         require(self.min_improvement >= 0.0, "promotion.min_improvement must be >= 0")
         require(0.0 < self.max_drawdown_limit <= 1.0, "promotion.max_drawdown_limit must be in (0, 1]")

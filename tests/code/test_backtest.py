@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dreamer.evaluation.backtest import BacktestError, evaluation_window, run_backtest
+from dreamer.evaluation.config import BACKTEST_METRICS
 from dreamer.evaluation.metrics import compute_metrics, periods_per_year
 from dreamer.features.dataset import MarketDataset
 from dreamer.trading import net_log_return
@@ -85,6 +86,11 @@ def test_flat_and_buy_and_hold_identities():
     assert flat["hit_rate"] is None and flat["num_trades"] == 0 and flat["fees_paid"] == 0
     hold = run_backtest(np.ones(3), returns, 0.001)
     assert hold.equity[-1] == pytest.approx((1 - 0.001 + 0.01) * 0.98 * 1.03)  # one entry fee, then the market
+
+
+def test_the_metric_names_a_config_may_use_are_the_computed_ones():
+    metrics = compute_metrics(run_backtest(np.ones(3), np.zeros(3), 0.001), 105_120)
+    assert tuple(metrics) == BACKTEST_METRICS
 
 
 def test_rejects_misaligned_or_non_finite_input():

@@ -18,6 +18,7 @@ from dreamer.data.bybit import (
     RetryPolicy,
     parse_funding_page,
     parse_kline_page,
+    redact_url,
     resolve_base_url,
 )
 from dreamer.data.errors import BybitResponseError, InvalidMarketError
@@ -187,6 +188,27 @@ def test_base_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_base_url("ftp://example")
     with pytest.raises(InvalidMarketError):
         resolve_base_url("https://api.bybit.com", testnet=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:s3cret@api.bybit.com", "https://***@api.bybit.com"),
+        ("http://token@127.0.0.1:8080/v5/market/kline", "http://***@127.0.0.1:8080/v5/market/kline"),
+        ("https://user:p@ss@host", "https://***@host"),  # an unencoded @ in the password: up to the last one
+        ("https://host/path?mail=a@b", "https://host/path?mail=a@b"),  # an @ after the host is no credential
+        ("https://api.bybit.com", "https://api.bybit.com"),
+        ("/data/klines.csv", "/data/klines.csv"),
+    ],
+)
+def test_credentials_in_urls_are_redacted(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_an_invalid_base_url_is_echoed_without_its_credentials() -> None:
+    with pytest.raises(InvalidMarketError, match=r"'ftp://\*\*\*@example' must look like") as caught:
+        resolve_base_url("ftp://user:s3cret@example")
+    assert "s3cret" not in str(caught.value)
 
 
 def test_backoff_grows_exponentially_with_bounded_jitter() -> None:

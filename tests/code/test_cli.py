@@ -50,3 +50,15 @@ def test_run_summary_calls_a_one_position_policy_degenerate() -> None:
     assert not any("DEGENERATE" in line for line in summary_lines(report))
     agent |= {"degenerate": True, "dominant_position": -0.5, "dominant_position_share": 0.996}
     assert "DEGENERATE POLICY: the agent holds -0.5 on 99.6% of the test bars" in "\n".join(summary_lines(report))
+
+
+@pytest.mark.parametrize("value", ["-5", "inf", "nan", "fast"])
+def test_max_rps_must_be_a_finite_rate(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ingest", "--symbol", "BTCUSDT", "--max-rps", value])
+    assert exit_info.value.code == 2
+    assert f"argument --max-rps: must be a finite number >= 0 (0: no pacing), got {value!r}" in capsys.readouterr().err
+
+
+def test_max_rps_zero_turns_pacing_off() -> None:
+    assert build_parser().parse_args(["ingest", "--max-rps", "0"]).max_rps == 0.0

@@ -138,3 +138,13 @@ def test_feature_cache_keeps_the_most_recently_used(tmp_path: Path) -> None:
     pruned = touch_and_prune(tmp_path, entries[6], keep=5)  # the oldest is used again: it stays
     assert sorted(p.name for p in pruned) == ["key4", "key5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key0", "key1", "key2", "key3", "key6"]
+
+
+def test_the_logged_data_spec_carries_no_credentials() -> None:
+    """`DataSpec.to_dict()` is what the flow logs as the `data.*` MLflow params."""
+    from dreamer.pipeline import DataSpec
+
+    spec = DataSpec(base_url="https://trader:s3cret@api.bybit.com")
+    assert spec.base_url == "https://trader:s3cret@api.bybit.com"  # the client still authenticates
+    assert spec.to_dict()["base_url"] == "https://***@api.bybit.com"
+    assert DataSpec().to_dict()["base_url"] is None

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dreamer.cli import main
+from dreamer.data import store
 from dreamer.paths import SAMPLE_CSV, SAMPLE_FUNDING_CSV
 from tests.conftest import FAKE_FUNDING_KEY, FAKE_SERIES_KEY
 from tests.data.kline_helpers import assert_funding_equals, assert_table_equals
@@ -87,6 +88,26 @@ def test_failures_exit_non_zero_with_a_clear_message(
     assert "valid Bybit intervals: 1, 3, 5" in capsys.readouterr().err
     assert main(["ingest", "--source", "csv", "--symbol", "BTCUSDT", "--db", str(db_path)]) == 1
     assert "--path FILE (klines), --funding-path FILE or both" in capsys.readouterr().err
+
+
+def test_credentials_in_the_base_url_are_never_printed_or_stored(
+    db_path: Path, fake_bybit: FakeBybit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret_url = fake_bybit.url.replace("://", "://trader:s3cret@")
+    shown = fake_bybit.url.replace("://", "://***@")
+    args = ["ingest", "--symbol", "BTCUSDT", "--db", str(db_path), "--base-url", secret_url, "--max-rps", "0"]
+    assert main([*args, "--start", "2026-01-15T20:00", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source_detail"] == report["funding"]["source_detail"] == shown
+    fake_bybit.inject("http_403")
+    assert main([*args, "--start", "2026-01-01"]) == 1
+    captured = capsys.readouterr()
+    assert f"HTTP 403 from {shown}/v5/market/kline" in captured.err
+    con = store.connect(db_path, read_only=True)
+    runs = store.recent_runs(con, 10)
+    con.close()
+    assert set(runs["source_detail"]) == {shown} and "s3cret" not in runs.to_csv()
+    assert "s3cret" not in captured.out + captured.err
 
 
 def test_ingest_csv_and_sample(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

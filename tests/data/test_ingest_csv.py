@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,6 +18,7 @@ from dreamer.paths import SAMPLE_CSV
 from tests.data.kline_helpers import assert_table_equals, stored_arrays
 
 HEADER = "start_ms,open,high,low,close,volume,turnover"
+OUT_OF_BOUNDS = "start_ms must lie between 2009-01-01 and one day from now"
 
 
 def csv_rows(path: Path) -> list[list[str]]:
@@ -85,6 +87,9 @@ def test_bad_rows_are_named_by_line_and_nothing_is_written(db_path: Path, tmp_pa
         (f"{HEADER}\n1767225600000,1,2,0.5,1,-1,\n", "line 2: volume must be a finite number >= 0"),
         (f"{HEADER}\n1767225600000,1,2,0.5,inf,1,\n", "line 2: open/high/low/close must be finite"),
         (f"{HEADER}\n1767225600000,1,2,0.5,1,1,nan\n", "line 2: turnover is not a number"),
+        (f"{HEADER}\n100000000000000,1,2,0.5,1,1,\n", f"line 2: {OUT_OF_BOUNDS}"),  # year 5138
+        (f"{HEADER}\n1199145600000,1,2,0.5,1,1,\n", f"line 2: {OUT_OF_BOUNDS}"),  # 2008-01-01
+        (f"{HEADER}\n1767225600000000,1,2,0.5,1,1,\n", f"line 2: {OUT_OF_BOUNDS}"),  # microseconds
     ],
 )
 def test_malformed_files(db_path: Path, tmp_path: Path, content: str, message: str) -> None:
@@ -94,9 +99,20 @@ def test_malformed_files(db_path: Path, tmp_path: Path, content: str, message: s
         ingest_csv(db_path, path, "linear", "BTCUSDT", "5")
 
 
-def test_missing_file(db_path: Path, tmp_path: Path) -> None:
+def test_missing_file_or_a_directory(db_path: Path, tmp_path: Path) -> None:
     with pytest.raises(SourceFileError, match="no such file"):
         ingest_csv(db_path, tmp_path / "nope.csv", "linear", "BTCUSDT", "5")
+    with pytest.raises(SourceFileError, match=f"{tmp_path}: is a directory, not a file"):
+        ingest_csv(db_path, tmp_path, "linear", "BTCUSDT", "5")
+
+
+def test_a_candle_more_than_a_day_ahead_is_refused(db_path: Path, tmp_path: Path) -> None:
+    bar_ms = 300_000
+    now_ms = time.time_ns() // 1_000_000 // bar_ms * bar_ms
+    ahead = [f"{now_ms + offset},1,2,0.5,1,1," for offset in (23 * 3_600_000, 25 * 3_600_000)]
+    with pytest.raises(SourceFileError, match=f"1 bad row.*\n  line 3: {OUT_OF_BOUNDS}"):
+        ingest_csv(db_path, write_csv(tmp_path / "ahead.csv", ahead), "linear", "BTCUSDT", "5")
+    assert ingest_csv(db_path, write_csv(tmp_path / "soon.csv", ahead[:1]), "linear", "BTCUSDT", "5").rows_inserted
 
 
 def test_turnover_is_kept_when_present_and_parquet_matches_csv(db_path: Path, tmp_path: Path) -> None:

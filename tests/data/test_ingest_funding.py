@@ -290,6 +290,7 @@ def test_bad_funding_rows_are_named_by_line_and_nothing_is_written(db_path: Path
         (f"{HEADER}\n", "no rows"),
         ("", "empty"),
         (f"{HEADER}\n1735689600000,0.0001,extra\n", "not a readable CSV"),
+        (f"{HEADER}\n100000000000000,0.0001\n", "line 2: funding_time_ms must lie between 2009-01-01 and one day"),
     ],
 )
 def test_malformed_funding_files(db_path: Path, tmp_path: Path, content: str, message: str) -> None:

@@ -91,6 +91,16 @@ def _absurd_jump(k: pd.DataFrame) -> pd.DataFrame:
     return k
 
 
+def _long_lower_wick(k: pd.DataFrame) -> pd.DataFrame:
+    k.loc[1500, "low"] = k.loc[1500, ["open", "close"]].min() / 10.0  # a lost digit: log wick 2.3
+    return k
+
+
+def _shifted_decimal_at_the_start(k: pd.DataFrame) -> pd.DataFrame:
+    k.loc[:9, ["open", "high", "low", "close"]] *= 1000.0  # no jump before the first bar to give it away
+    return k
+
+
 DEFECTS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], set[str]]] = {
     "duplicate bar": (_duplicate, {"open_time_unique", "open_time_increasing"}),
     "high < low": (_high_below_low, {"high_ge_low", "high_ge_open", "high_ge_close"}),
@@ -102,6 +112,9 @@ DEFECTS: dict[str, tuple[Callable[[pd.DataFrame], pd.DataFrame], set[str]]] = {
     "misaligned timestamp": (_misaligned, {"open_time_aligned"}),
     "too many gaps": (_many_gaps, {"gap_share"}),
     "absurd jump": (_absurd_jump, {"no_absurd_jump"}),
+    "absurd high": (_set("high", 1e308), {"no_absurd_wick", "no_absurd_price"}),
+    "absurd lower wick": (_long_lower_wick, {"no_absurd_wick"}),
+    "shifted decimal at the start": (_shifted_decimal_at_the_start, {"no_absurd_price", "no_absurd_jump"}),
     "too few rows": (lambda k: k.iloc[:900], {"enough_rows"}),
 }
 
@@ -132,6 +145,26 @@ def test_failure_lists_counts_and_offending_rows(klines: pd.DataFrame) -> None:
     assert outcome.examples[1]["volume"] == -200.0
     assert outcome.examples[1]["open_time"] == bad.loc[200, "open_time"].isoformat()
     assert "3 of 3,000 rows" in str(caught.value) and "volume=-200.0" in str(caught.value)
+
+
+def test_an_absurd_price_names_its_row(klines: pd.DataFrame) -> None:
+    bad = _set("high", 1e308)(klines.copy())
+    with pytest.raises(DataValidationError) as caught:
+        validate_klines(bad, "5", SMALL)
+    wick, price = caught.value.report.failures
+    assert (wick.name, wick.unexpected_count, price.name, price.unexpected_count) == (
+        "no_absurd_wick",
+        1,
+        "no_absurd_price",
+        1,
+    )
+    assert [example["row"] for example in wick.examples] == [1500] and wick.examples[0]["high"] == 1e308
+    assert "row=1500" in str(caught.value) and "high=1e+308" in str(caught.value)
+    # The thresholds come from the config: the sample's largest wick (log 0.004) and price (1.04x its median)
+    # fail tighter ones.
+    with pytest.raises(DataValidationError) as caught:
+        validate_klines(klines, "5", ValidationConfig(min_rows=1000, max_log_wick=0.001, max_price_to_median=1.01))
+    assert {outcome.name for outcome in caught.value.report.failures} == {"no_absurd_wick", "no_absurd_price"}
 
 
 def test_a_few_gaps_are_a_warning_not_a_failure(klines: pd.DataFrame, tmp_path: Path) -> None:
