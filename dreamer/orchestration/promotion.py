@@ -8,7 +8,8 @@
 2. Decide (`registry.decide_promotion`, a pure function): guard rails, then the configured metric.
 3. Log the agent as a pyfunc model in the run, load it back and trade the latest stored bars with it
    (a model that does not load never reaches the registry), register it as a new version of
-   `dreamer-<symbol>-<interval>` and write the decision: tags, then the alias.
+   `dreamer-<category>-<symbol>-<interval>` and write the decision: tags, then the alias. A champion of
+   the legacy name `dreamer-<symbol>-<interval>` is adopted first when it was trained on this category.
 """
 
 from __future__ import annotations
@@ -47,14 +48,17 @@ def register_and_promote(
     Returns a JSON-ready dict: `model_name`, `version`, `model_uri`, `decision` (alias, promote, metric,
     values, reasons), `champion` (version and its metrics on this window, or None) and `latest`
     (the new model's target position for the latest stored bar)."""
+    import mlflow
+
     from dreamer.orchestration.pyfunc import latest_position, log_agent_model
 
     mlflow_client = client(tracking.tracking_uri)
     work = Path(work_dir)
-    name = registry.registered_model_name(data["symbol"], data["interval"])
-    current = registry.champion_version(mlflow_client, name)
+    market = (data["category"], data["symbol"], data["interval"])
+    name = registry.registered_model_name(*market)
+    current, legacy_note = registry.market_champion(mlflow_client, *market)
     champion: dict[str, Any] | None = None
-    notes: list[str] = []
+    notes = [legacy_note] if legacy_note else []
     if current is not None:
         try:
             champion = evaluate_champion(tracking, name, str(current.version), data, cfg, work / "champion")
@@ -78,7 +82,7 @@ def register_and_promote(
         data["interval"],
         metadata=model_metadata(data),
     )
-    latest = latest_position(info.model_uri, db_path, data["category"], data["symbol"], data["interval"])
+    latest = latest_position(mlflow.pyfunc.load_model(info.model_uri), db_path, *market)
     version = registry.register_version(
         mlflow_client, name, info.model_uri, tracking.run_id, tags=version_tags(data), model_id=info.model_id
     )

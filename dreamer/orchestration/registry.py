@@ -3,9 +3,12 @@
 Two layers. `decide_promotion` is a pure function of two metric dicts measured on the **same** held-out
 window (the candidate's and the current champion's, re-evaluated there) and the `PromotionConfig`; it
 returns a `PromotionDecision` with human-readable reasons. The thin MLflow layer below it registers the
-candidate as a new version of `dreamer-<symbol>-<interval>`, writes the decision as version tags and moves
-the alias: `champion` when promoted, `challenger` otherwise. A registered model has at most one version
-per alias, so the previous champion keeps its version and tags and simply loses the alias.
+candidate as a new version of `dreamer-<category>-<symbol>-<interval>`, writes the decision as version tags
+and moves the alias: `champion` when promoted, `challenger` otherwise. A registered model has at most one
+version per alias, so the previous champion keeps its version and tags and simply loses the alias.
+
+Registered models used to be named `dreamer-<symbol>-<interval>`, shared by spot and perpetuals.
+`market_champion` adopts such a legacy champion into the new name, only for the category it was trained on.
 """
 
 from __future__ import annotations
@@ -24,11 +27,31 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG_PREFIX = "promotion."
+MIGRATED_FROM_TAG = "migrated_from"
+MARKET_KEYS = ("category", "symbol", "interval")  # version tags and model metadata, as promotion writes them
 
 
-def registered_model_name(symbol: str, interval: str) -> str:
-    """`dreamer-btcusdt-5`: one registered model per market and bar interval."""
+def registered_model_name(category: str, symbol: str, interval: str) -> str:
+    """`dreamer-linear-btcusdt-5`: one registered model per market (category and symbol) and bar interval."""
+    return f"dreamer-{category}-{symbol}-{interval}".lower()
+
+
+def legacy_model_name(symbol: str, interval: str) -> str:
+    """`dreamer-btcusdt-5`: the name before the category was part of it (spot and perpetuals shared it)."""
     return f"dreamer-{symbol}-{interval}".lower()
+
+
+def market_mismatch(recorded: Mapping[str, Any], category: str, symbol: str, interval: str) -> str | None:
+    """How the market a model was trained on (`recorded`: its version tags or its model metadata) differs
+    from the one asked for, e.g. `category spot (not linear)`; None when it does not. A key `recorded`
+    lacks is not held against the model."""
+    asked = dict(zip(MARKET_KEYS, (category, symbol, interval), strict=True))
+    differences = [
+        f"{key} {recorded[key]} (not {value})"
+        for key, value in asked.items()
+        if recorded.get(key) not in (None, "") and str(recorded[key]).lower() != value.lower()
+    ]
+    return ", ".join(differences) or None
 
 
 @dataclass(frozen=True)
@@ -151,11 +174,44 @@ def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
         raise
 
 
+def market_champion(
+    client: MlflowClient, category: str, symbol: str, interval: str
+) -> tuple[ModelVersion | None, str | None]:
+    """The champion of `registered_model_name(category, symbol, interval)`, and a note on the legacy model.
+
+    When that model has no champion but the legacy `dreamer-<symbol>-<interval>` has one whose `category`
+    tag is `category`, the legacy champion is adopted: registered (same source, run, logged model and
+    tags, plus `migrated_from`) as a new version of the new name, which it holds alias `champion` of. A
+    legacy champion of another category is never adopted: it must not trade a market it did not learn.
+    The note says what happened to a legacy champion (None when there was none, or nothing to do)."""
+    name = registered_model_name(category, symbol, interval)
+    current = champion_version(client, name)
+    legacy_name = legacy_model_name(symbol, interval)
+    legacy = None if current is not None else champion_version(client, legacy_name)
+    if legacy is None:
+        return current, None
+    trained_on = legacy.tags.get("category", "an unrecorded category")
+    if trained_on != category:
+        note = f"legacy model {legacy_name} v{legacy.version} was trained on {trained_on}, not {category}: not adopted"
+        return None, note
+    tags = dict(legacy.tags) | {MIGRATED_FROM_TAG: f"{legacy_name}/{legacy.version}"}
+    # The legacy version's own source, so the adopted one does not depend on the legacy name staying around
+    # (MLflow types `source` as optional: the legacy version's URI resolves to the same artifacts).
+    source = legacy.source or f"models:/{legacy_name}/{legacy.version}"
+    adopted = register_version(client, name, source, legacy.run_id, tags=tags, model_id=legacy.model_id)
+    client.set_registered_model_alias(name, CHAMPION, str(adopted.version))
+    note = (
+        f"adopted champion v{legacy.version} of the legacy model {legacy_name} (category {category}) "
+        f"as {name} v{adopted.version}"
+    )
+    return adopted, note
+
+
 def register_version(
     client: MlflowClient,
     name: str,
     model_uri: str,
-    run_id: str,
+    run_id: str | None,
     tags: Mapping[str, str] | None = None,
     model_id: str | None = None,
 ) -> ModelVersion:

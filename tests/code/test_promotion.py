@@ -17,6 +17,9 @@ from dreamer.orchestration.registry import (
     apply_decision,
     champion_version,
     decide_promotion,
+    legacy_model_name,
+    market_champion,
+    market_mismatch,
     register_version,
     registered_model_name,
 )
@@ -135,9 +138,17 @@ def test_decision_tags_are_strings_with_the_reasons() -> None:
     assert all(isinstance(value, str) for value in tags.values())
 
 
-def test_registered_model_name_is_lower_case() -> None:
-    assert registered_model_name("BTCUSDT", "5") == "dreamer-btcusdt-5"
-    assert registered_model_name("ETHUSDT", "D") == "dreamer-ethusdt-d"
+def test_registered_model_name_is_per_category_and_lower_case() -> None:
+    assert registered_model_name("linear", "BTCUSDT", "5") == "dreamer-linear-btcusdt-5"
+    assert registered_model_name("spot", "ETHUSDT", "D") == "dreamer-spot-ethusdt-d"
+    assert legacy_model_name("BTCUSDT", "5") == "dreamer-btcusdt-5"  # before the category was part of it
+
+
+def test_market_mismatch_names_what_differs() -> None:
+    tags = {"category": "spot", "symbol": "BTCUSDT", "interval": "5", "data.content_hash": "x"}
+    assert market_mismatch(tags, "spot", "BTCUSDT", "5") is None
+    assert market_mismatch(tags, "linear", "BTCUSDT", "15") == "category spot (not linear), interval 5 (not 15)"
+    assert market_mismatch({"symbol": "btcusdt"}, "linear", "BTCUSDT", "5") is None  # what is not recorded passes
 
 
 def test_promotion_config_is_validated_from_yaml(tmp_path: Path) -> None:
@@ -161,9 +172,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowClient, st
     return client, experiment_id
 
 
-def _new_version(client: MlflowClient, experiment_id: str, name: str) -> str:
+def _new_version(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str] | None = None) -> str:
     run = client.create_run(experiment_id)
-    version = register_version(client, name, f"runs:/{run.info.run_id}/agent", run.info.run_id)
+    version = register_version(client, name, f"runs:/{run.info.run_id}/agent", run.info.run_id, tags=tags)
     return str(version.version)
 
 
@@ -176,7 +187,7 @@ def _alias(client: MlflowClient, name: str, alias: str) -> str | None:
 
 def test_registry_champion_then_challenger_then_new_champion(registry: tuple[MlflowClient, str]) -> None:
     client, experiment_id = registry
-    name = registered_model_name("BTCUSDT", "5")
+    name = registered_model_name("linear", "BTCUSDT", "5")
     assert champion_version(client, name) is None  # the model does not exist yet
 
     first = _new_version(client, experiment_id, name)
@@ -201,8 +212,31 @@ def test_registry_champion_then_challenger_then_new_champion(registry: tuple[Mlf
 
 def test_registry_without_champion_but_with_a_rejected_first_model(registry: tuple[MlflowClient, str]) -> None:
     client, experiment_id = registry
-    name = registered_model_name("ETHUSDT", "15")
+    name = registered_model_name("linear", "ETHUSDT", "15")
     version = _new_version(client, experiment_id, name)
     apply_decision(client, name, version, decide_promotion(metrics(1.0, max_drawdown=-0.9), None, CFG))
     assert _alias(client, name, CHAMPION) is None
     assert _alias(client, name, CHALLENGER) == version
+
+
+def test_a_legacy_champion_is_adopted_only_by_its_own_category(registry: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = registry
+    legacy = legacy_model_name("SOLUSDT", "5")
+    old = _new_version(client, experiment_id, legacy, tags={"category": "spot", "symbol": "SOLUSDT", "interval": "5"})
+    apply_decision(client, legacy, old, decide_promotion(metrics(1.0), None, CFG))
+
+    champion, note = market_champion(client, "linear", "SOLUSDT", "5")  # a spot model never serves linear
+    assert champion is None and note == f"legacy model {legacy} v{old} was trained on spot, not linear: not adopted"
+    assert champion_version(client, registered_model_name("linear", "SOLUSDT", "5")) is None
+
+    spot = registered_model_name("spot", "SOLUSDT", "5")
+    adopted, note = market_champion(client, "spot", "SOLUSDT", "5")
+    assert adopted is not None and _alias(client, spot, CHAMPION) == str(adopted.version)
+    assert note == f"adopted champion v{old} of the legacy model {legacy} (category spot) as {spot} v{adopted.version}"
+    source = client.get_model_version(legacy, old)
+    assert adopted.source == source.source and adopted.run_id == source.run_id
+    assert adopted.tags["category"] == "spot" and adopted.tags["promotion.decision"] == CHAMPION
+    assert adopted.tags["migrated_from"] == f"{legacy}/{old}"
+    again, note = market_champion(client, "spot", "SOLUSDT", "5")  # the new name's own champion from now on
+    assert again is not None and again.version == adopted.version and note is None
+    assert len(client.search_model_versions(f"name = '{spot}'")) == 1

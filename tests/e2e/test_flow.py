@@ -121,8 +121,8 @@ def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, An
 
     # --- the registry: version 1 is champion, with the decision as tags -------------------------------------
     promotion = summary["promotion"]
-    assert promotion["model_name"] == "dreamer-btcusdt-5" and promotion["decision"]["promote"]
-    champion = client.get_model_version_by_alias("dreamer-btcusdt-5", "champion")
+    assert promotion["model_name"] == "dreamer-linear-btcusdt-5" and promotion["decision"]["promote"]
+    champion = client.get_model_version_by_alias("dreamer-linear-btcusdt-5", "champion")
     assert str(champion.version) == promotion["version"]
     assert champion.tags["promotion.decision"] == "champion"
     assert "first model" in champion.tags["promotion.reasons"]
@@ -144,8 +144,10 @@ def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, An
     assert again["evaluation"]["agent"] == summary["evaluation"]["agent"]  # same seed, same data: same agent
     assert not decision["promote"] and decision["alias"] == "challenger"
     assert "does not beat champion" in decision["reasons"][0]
-    assert str(client.get_model_version_by_alias("dreamer-btcusdt-5", "champion").version) == promotion["version"]
-    challenger = client.get_model_version_by_alias("dreamer-btcusdt-5", "challenger")
+    assert (
+        str(client.get_model_version_by_alias("dreamer-linear-btcusdt-5", "champion").version) == promotion["version"]
+    )
+    challenger = client.get_model_version_by_alias("dreamer-linear-btcusdt-5", "challenger")
     assert str(challenger.version) == again["promotion"]["version"]
     assert challenger.tags["promotion.decision"] == "challenger"
     _, second_stages = runs_of(client, str(second.state_details.flow_run_id))
