@@ -15,6 +15,7 @@ from dreamer.paths import default_db_path
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.pyfunc import PyFuncModel
 
 EXAMPLES = """examples:
   dreamer predict --symbol BTCUSDT --interval 5
@@ -64,11 +65,15 @@ def predict(args: argparse.Namespace) -> int:
     name = registry.registered_model_name(*market)
     uri = tracking.tracking_uri()
     version = registered_version(tracking.client(uri), uri, name, args, market)
-    refuse_another_market(version.tags, f"{name} v{version.version}", market)
+    label = f"{name} v{version.version}"
+    refuse_another_market(version.tags, label, market)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
-    refuse_another_market(model.metadata.metadata or {}, f"{name} v{version.version}", market)
+    model = load_model(
+        f"models:/{name}/{version.version}",
+        f"{label} ({'version' if args.version else 'alias'} {args.version or args.alias})",
+    )
+    refuse_another_market(model.metadata.metadata or {}, label, market)
     db_path = args.db or default_db_path()
     result = latest_position(model, db_path, category, symbol, interval.code, args.context_bars)
     result |= {"model": name, "version": str(version.version), "alias": args.alias if not args.version else None}
@@ -124,6 +129,23 @@ def registered_version(
             "train one with the `dreamer` flow (make up, then prefect deployment run dreamer/daily)"
         )
     return version
+
+
+def load_model(model_uri: str, label: str) -> PyFuncModel:
+    """The pyfunc at `model_uri`, or one line saying that the registered version `label` cannot trade."""
+    import mlflow
+
+    from dreamer.errors import DreamerError
+
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:  # whatever fails in loading (MLflow, I/O, unpickling), this version cannot trade
+        first_line = next(iter(str(exc).strip().splitlines()), "")
+        raise DreamerError(
+            f"{label} cannot be loaded ({type(exc).__name__}: {first_line}): its artifacts are missing or damaged: "
+            "run the `dreamer` flow again to register a new champion (it replaces one that cannot be loaded), "
+            "or pick a working version with --version N"
+        ) from exc
 
 
 def refuse_another_market(recorded: Mapping[str, Any], model: str, market: tuple[str, str, str]) -> None:

@@ -5,7 +5,8 @@
 1. Re-evaluate the current champion (if any) on this run's test split with this run's evaluation
    settings and costs, through the same `stage_evaluate` as the candidate: numbers from different
    windows are never compared. The champion reads the features through its own training normaliser.
-2. Decide (`registry.decide_promotion`, a pure function): guard rails, then the configured metric.
+2. Decide (`registry.decide_promotion`, a pure function): guard rails, then the configured metric (a
+   champion that could not be re-evaluated does not count against the candidate).
 3. Log the agent as a pyfunc model in the run, load it back and trade the latest stored bars with it
    (a model that does not load never reaches the registry), register it as a new version of
    `dreamer-<category>-<symbol>-<interval>` and write the decision: tags, then the alias. A champion of
@@ -62,7 +63,7 @@ def register_and_promote(
     if current is not None:
         try:
             champion = evaluate_champion(tracking, name, str(current.version), data, cfg, work / "champion")
-        except Exception as exc:  # a broken or incompatible champion must not block the decision
+        except Exception as exc:  # a broken or incompatible champion is no evidence: the candidate stands alone
             log.warning("champion v%s could not be re-evaluated: %s", current.version, exc)
             notes.append(f"champion v{current.version} could not be re-evaluated on this window: {exc}")
         else:

@@ -90,10 +90,11 @@ def decide_promotion(
 
     `candidate` and `champion` are the agents' net backtest metrics on the same held-out window. `champion`
     is None when the registry has no champion yet, or, with `champion_version` set, when the champion could
-    not be evaluated there (then it stays). The candidate must first pass the guard rails: a finite value of
-    the metric, better than `cfg.metric_floor`, and a maximum drawdown within `cfg.max_drawdown_limit`. It
-    is then promoted when there is no champion, when the champion's value is not finite, or when it beats
-    the champion by more than `cfg.min_improvement`. `notes` (caveats about the comparison) end the reasons.
+    not be evaluated there. The candidate must first pass the guard rails: a finite value of the metric,
+    better than `cfg.metric_floor`, and a maximum drawdown within `cfg.max_drawdown_limit`. It is then
+    promoted when there is no champion, when the champion could not be evaluated, when the champion's value
+    is not finite, or when it beats the champion by more than `cfg.min_improvement`. `notes` (caveats about
+    the comparison, why the champion could not be evaluated) end the reasons.
     """
     value = _finite(candidate.get(cfg.metric))
     champion_value = _finite(champion.get(cfg.metric)) if champion is not None else None
@@ -101,8 +102,13 @@ def decide_promotion(
     if reasons or value is None:
         promote = False
     elif champion is None and champion_version is not None:
-        promote = False
-        reasons.append(f"champion v{champion_version} could not be compared on this window, so it stays champion")
+        # Absence of evidence is not evidence: a champion that cannot be evaluated (artifacts gone, unloadable,
+        # reading features this dataset lacks) must not block every later promotion.
+        promote = True
+        reasons.append(
+            f"champion v{champion_version} could not be evaluated on this window, so there is no evidence for it; "
+            f"the candidate passes the guard rails on its own ({cfg.metric}={value:.4g})"
+        )
     elif champion is None:
         promote = True
         reasons.append(f"first model: no champion yet, and it passes the guard rails ({cfg.metric}={value:.4g})")

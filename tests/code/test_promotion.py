@@ -106,11 +106,23 @@ def test_champion_with_undefined_metric_loses_to_a_valid_candidate() -> None:
     assert decision.champion_value is None
 
 
-def test_a_champion_that_could_not_be_evaluated_stays() -> None:
-    decision = decide_promotion(metrics(3.0), None, CFG, champion_version="4", notes=("incompatible features",))
+def test_a_champion_that_could_not_be_evaluated_gives_way_to_a_candidate_passing_the_guard_rails() -> None:
+    """Its absence of evidence is not evidence: a champion whose artifacts are gone must not block for ever."""
+    why = "champion v4 could not be re-evaluated on this window: No such artifact"
+    decision = decide_promotion(metrics(0.3), None, CFG, champion_version="4", notes=(why,))
+    assert decision.promote and decision.champion_version == "4" and decision.champion_value is None
+    assert decision.reasons == (
+        "champion v4 could not be evaluated on this window, so there is no evidence for it; the candidate passes "
+        "the guard rails on its own (sharpe=0.3)",
+        why,
+    )
+    assert decision.as_tags()["promotion.champion_version"] == "4"
+
+
+def test_a_candidate_breaking_a_guard_rail_does_not_replace_a_champion_that_could_not_be_evaluated() -> None:
+    decision = decide_promotion(metrics(-0.2), None, CFG, champion_version="4", notes=("No such artifact",))
     assert not decision.promote
-    assert "champion v4 could not be compared" in decision.reasons[0]
-    assert decision.reasons[-1] == "incompatible features"
+    assert decision.reasons == ("guard rail: sharpe -0.2 is not above the floor 0", "No such artifact")
 
 
 def test_lower_is_better_metrics() -> None:
