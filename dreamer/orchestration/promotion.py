@@ -11,13 +11,15 @@
    (a model that does not load never reaches the registry), register it as a new version of
    `dreamer-<category>-<symbol>-<interval>` and write the decision: tags, then the alias. A champion of
    the legacy name `dreamer-<symbol>-<interval>` is adopted first when it was trained on this category.
+4. The decision is committed as a compare-and-set (`registry.commit_decision`): when another run moved the
+   champion since step 1, that champion is re-evaluated on this run's window and the decision made again.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +27,9 @@ from dreamer.config import RunConfig
 from dreamer.errors import DreamerError
 from dreamer.orchestration import registry
 from dreamer.orchestration.tracking import FlowTracking, client
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +63,27 @@ def register_and_promote(
     market = (data["category"], data["symbol"], data["interval"])
     name = registry.registered_model_name(*market)
     current, legacy_note = registry.market_champion(mlflow_client, *market)
-    champion: dict[str, Any] | None = None
-    notes = [legacy_note] if legacy_note else []
-    if current is not None:
-        try:
-            champion = evaluate_champion(tracking, name, str(current.version), data, cfg, work / "champion")
-        except Exception as exc:  # a broken or incompatible champion is no evidence: the candidate stands alone
-            log.warning("champion v%s could not be re-evaluated: %s", current.version, exc)
-            notes.append(f"champion v{current.version} could not be re-evaluated on this window: {exc}")
-        else:
-            notes += overlap_notes(current.tags, data, str(current.version))
-    decision = registry.decide_promotion(
-        evaluation["agent"],
-        champion["metrics"] if champion else None,
-        cfg.promotion,
-        champion_version=None if current is None else str(current.version),
-        notes=notes,
-    )
+    evaluated: dict[str, dict[str, Any]] = {}  # champion version -> its evaluation on this window
 
+    def decide(champion: ModelVersion | None) -> registry.PromotionDecision:
+        """The decision against `champion` (None: there is none), re-evaluated on this run's window."""
+        notes = [legacy_note] if legacy_note else []
+        version = None
+        if champion is not None:
+            version = str(champion.version)
+            try:
+                evaluated[version] = evaluate_champion(tracking, name, version, data, cfg, work / "champion" / version)
+            except Exception as exc:  # a broken or incompatible champion is no evidence: the candidate stands alone
+                log.warning("champion v%s could not be re-evaluated: %s", version, exc)
+                notes.append(f"champion v{version} could not be re-evaluated on this window: {exc}")
+            else:
+                notes += overlap_notes(champion.tags, data, version)
+        metrics = evaluated[version]["metrics"] if version in evaluated else None
+        return registry.decide_promotion(
+            evaluation["agent"], metrics, cfg.promotion, champion_version=version, notes=notes
+        )
+
+    decision = decide(current)
     info = log_agent_model(
         agent_checkpoint,
         tracking.run_id,
@@ -87,7 +95,8 @@ def register_and_promote(
     version = registry.register_version(
         mlflow_client, name, info.model_uri, tracking.run_id, tags=version_tags(data), model_id=info.model_id
     )
-    registry.apply_decision(mlflow_client, name, str(version.version), decision)
+    # Another run may have moved the champion while this one evaluated, logged and registered.
+    decision = registry.commit_decision(mlflow_client, name, str(version.version), decision, decide)
     return {
         "model_name": name,
         "version": str(version.version),
@@ -102,7 +111,7 @@ def register_and_promote(
             "champion_version": decision.champion_version,
             "reasons": list(decision.reasons),
         },
-        "champion": champion,
+        "champion": evaluated.get(decision.champion_version or ""),
         "latest": latest,
     }
 

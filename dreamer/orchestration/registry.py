@@ -9,18 +9,27 @@ version per alias, so the previous champion keeps its version and tags and simpl
 
 Registered models used to be named `dreamer-<symbol>-<interval>`, shared by spot and perpetuals.
 `market_champion` adopts such a legacy champion into the new name, only for the category it was trained on.
+
+Several runs may share a store. Moving the alias is a compare-and-set (`commit_decision`) under a file lock
+(`registry_lock`): a run re-reads the champion under the lock and decides again when another run moved it
+since, so the final champion is the best on the evidence whatever the order in which the runs finish.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dreamer.orchestration.config import PromotionConfig
+from dreamer.orchestration.tracking import sqlite_db_path
 
 if TYPE_CHECKING:
+    from filelock import FileLock
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
@@ -204,8 +213,12 @@ def market_champion(
     # The legacy version's own source, so the adopted one does not depend on the legacy name staying around
     # (MLflow types `source` as optional: the legacy version's URI resolves to the same artifacts).
     source = legacy.source or f"models:/{legacy_name}/{legacy.version}"
-    adopted = register_version(client, name, source, legacy.run_id, tags=tags, model_id=legacy.model_id)
-    client.set_registered_model_alias(name, CHAMPION, str(adopted.version))
+    with registry_lock(client.tracking_uri):
+        current = champion_version(client, name)
+        if current is not None:  # a concurrent run adopted it, or promoted its own, meanwhile
+            return current, None
+        adopted = register_version(client, name, source, legacy.run_id, tags=tags, model_id=legacy.model_id)
+        client.set_registered_model_alias(name, CHAMPION, str(adopted.version))
     note = (
         f"adopted champion v{legacy.version} of the legacy model {legacy_name} (category {category}) "
         f"as {name} v{adopted.version}"
@@ -241,3 +254,39 @@ def apply_decision(client: MlflowClient, name: str, version: str, decision: Prom
     if decision.promote and decision.champion_version and decision.champion_version != version:
         client.set_model_version_tag(name, decision.champion_version, f"{TAG_PREFIX}replaced_by", version)
     client.set_registered_model_alias(name, decision.alias, version)
+
+
+def registry_lock(tracking_uri: str) -> FileLock:
+    """The lock that serialises champion changes in the store at `tracking_uri`, across threads and processes:
+    a file next to a sqlite database. For another store (a tracking server) it is a file in the temporary
+    directory named after the URI, which serialises the runs of this machine only."""
+    from filelock import FileLock
+
+    db_path = sqlite_db_path(tracking_uri)
+    if db_path is not None:
+        path = db_path.with_name(f"{db_path.name}.registry.lock")
+    else:
+        digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"dreamer-registry-{digest}.lock"
+    return FileLock(path)
+
+
+def commit_decision(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    decision: PromotionDecision,
+    decide: Callable[[ModelVersion | None], PromotionDecision],
+) -> PromotionDecision:
+    """Apply `decision` to the registered `version` as a compare-and-set, and return what was applied.
+
+    Under `registry_lock`, the champion is read again; when it is no longer the one `decision` was made
+    against (another run moved the alias since), `decide(champion of now)` makes it again, re-evaluating
+    that champion on this run's window, before the tags and the alias are written. The lock is held while
+    deciding again: another run must not move the alias in between."""
+    with registry_lock(client.tracking_uri):
+        current = champion_version(client, name)
+        if (None if current is None else str(current.version)) != decision.champion_version:
+            decision = decide(current)
+        apply_decision(client, name, version, decision)
+    return decision

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -16,6 +19,7 @@ from dreamer.orchestration.registry import (
     CHAMPION,
     apply_decision,
     champion_version,
+    commit_decision,
     decide_promotion,
     legacy_model_name,
     market_champion,
@@ -252,3 +256,69 @@ def test_a_legacy_champion_is_adopted_only_by_its_own_category(registry: tuple[M
     again, note = market_champion(client, "spot", "SOLUSDT", "5")  # the new name's own champion from now on
     assert again is not None and again.version == adopted.version and note is None
     assert len(client.search_model_versions(f"name = '{spot}'")) == 1
+
+
+@pytest.mark.parametrize("last", ["worse", "better"])
+def test_concurrent_promotions_end_with_the_better_model_as_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, last: str
+) -> None:
+    """Two runs both evaluate against champion v1, then promote at once, the `last` one entering 0.1 s after the
+    other while the registry is slow to write: the better model ends as champion whatever the order, and every
+    version's tags agree with the alias."""
+    from dreamer.orchestration import registry as module
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment_id = client.create_experiment("race", artifact_location=(tmp_path / "artifacts").as_uri())
+    name = registered_model_name("linear", "BTCUSDT", "5")
+    first = _new_version(client, experiment_id, name)
+    apply_decision(client, name, first, decide_promotion(metrics(1.0), None, CFG))
+    on_window = {first: 1.0}  # each version's Sharpe on the test window both runs share
+
+    def slow_apply(*args: Any) -> None:
+        time.sleep(0.3)  # a busy store: without a lock, the other run reads the champion before the alias moves
+        apply_decision(*args)
+
+    monkeypatch.setattr(module, "apply_decision", slow_apply)
+    both_evaluated = threading.Barrier(2, timeout=30)
+    versions: dict[str, str] = {}
+    failures: list[BaseException] = []
+
+    def run(label: str, sharpe: float) -> None:
+        try:
+            own = MlflowClient(tracking_uri=uri, registry_uri=uri)  # one client per run, as in two processes
+            version = _new_version(own, experiment_id, name)
+            versions[label], on_window[version] = version, sharpe
+
+            def decide(current: Any) -> Any:
+                champion = None if current is None else metrics(on_window[str(current.version)])
+                version_seen = None if current is None else str(current.version)
+                return decide_promotion(metrics(sharpe), champion, CFG, champion_version=version_seen)
+
+            decision = decide(champion_version(own, name))
+            both_evaluated.wait()
+            time.sleep(0.1 if label == last else 0.0)
+            commit_decision(own, name, version, decision, decide)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=args) for args in (("worse", 2.0), ("better", 3.0))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+    better, worse = versions["better"], versions["worse"]
+    assert _alias(client, name, CHAMPION) == better
+    tags = {version: client.get_model_version(name, version).tags for version in (first, better, worse)}
+    assert tags[better]["promotion.decision"] == CHAMPION
+    assert tags[first]["promotion.replaced_by"] in (better, worse)
+    if last == "worse":  # it found the better one as champion, compared itself with it and lost
+        assert tags[worse]["promotion.decision"] == CHALLENGER and _alias(client, name, CHALLENGER) == worse
+        assert tags[worse]["promotion.champion_version"] == better
+        assert tags[better]["promotion.champion_version"] == first
+    else:  # the worse one was champion for a while; the better one beat it on the same window
+        assert tags[worse]["promotion.decision"] == CHAMPION and tags[worse]["promotion.replaced_by"] == better
+        assert tags[better]["promotion.champion_version"] == worse
+        assert f"beats champion v{worse}" in tags[better]["promotion.reasons"]
