@@ -5,6 +5,7 @@ Run 1 ends Completed with a parent MLflow run (tags, config params, headline met
 a finished nested run per stage, step-wise training curves, plots, a registered version that becomes
 champion, and the Prefect summary artifact. Run 2 reuses the cached features, re-evaluates the champion
 on the same window (reproducing run 1's numbers exactly) and, being the same model, is not promoted.
+In a store of its own, a champion whose artifacts were deleted gives way to the next run's model.
 """
 
 from __future__ import annotations
@@ -173,3 +174,31 @@ def test_validation_failure_fails_the_run_with_the_report(harness: dict[str, Any
     assert stages["validate"].info.status == "FAILED" and stages["validate"].data.tags["status"] == "failed"
     artifacts = {a.path for a in client.list_artifacts(stages["validate"].info.run_id, "validation")}
     assert "validation/report.html" in artifacts
+
+
+def test_a_champion_whose_artifacts_are_gone_gives_way_to_the_next_run(
+    harness: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #12, finding 4: such a champion cannot be re-evaluated, which must not keep it champion for ever."""
+    import shutil
+
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"}  # a store of its own
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["MLFLOW_TRACKING_URI"])
+    first = run_flow(harness)
+    assert first.is_completed(), first.message
+    client = mlflow_client(store)
+    name = first.result()["promotion"]["model_name"]
+    broken = client.get_model_version_by_alias(name, "champion")
+    logged_model_id = broken.source.removeprefix("models:/")  # the version's source is its logged model
+    shutil.rmtree(client.get_logged_model(logged_model_id).artifact_location.removeprefix("file://"))
+
+    second = run_flow(harness)
+    assert second.is_completed(), second.message
+    promotion = second.result()["promotion"]
+    decision = promotion["decision"]
+    assert decision["promote"] and decision["champion_version"] == str(broken.version)
+    assert promotion["champion"] is None
+    assert decision["reasons"][0].startswith(f"champion v{broken.version} could not be evaluated on this window")
+    assert any(f"champion v{broken.version} could not be re-evaluated" in reason for reason in decision["reasons"])
+    assert str(client.get_model_version_by_alias(name, "champion").version) == promotion["version"]
+    assert client.get_model_version(name, broken.version).tags["promotion.replaced_by"] == promotion["version"]
