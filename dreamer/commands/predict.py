@@ -65,15 +65,15 @@ def predict(args: argparse.Namespace) -> int:
     name = registry.registered_model_name(*market)
     uri = tracking.tracking_uri()
     version = registered_version(tracking.client(uri), uri, name, args, market)
-    label = f"{name} v{version.version}"
-    refuse_another_market(version.tags, label, market)
+    registered = f"{name} v{version.version}"
+    refuse_another_market(version.tags, registered, market)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     model = load_model(
         f"models:/{name}/{version.version}",
-        f"{label} ({'version' if args.version else 'alias'} {args.version or args.alias})",
+        f"{registered} ({'version' if args.version else 'alias'} {args.version or args.alias})",
     )
-    refuse_another_market(model.metadata.metadata or {}, label, market)
+    refuse_another_market(model.metadata.metadata or {}, registered, market)
     db_path = args.db or default_db_path()
     result = latest_position(model, db_path, category, symbol, interval.code, args.context_bars)
     result |= {"model": name, "version": str(version.version), "alias": args.alias if not args.version else None}
