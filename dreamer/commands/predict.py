@@ -6,20 +6,27 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from dreamer.commands.common import add_db_arg, add_market_args
 from dreamer.paths import default_db_path
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.pyfunc import PyFuncModel
 
 EXAMPLES = """examples:
   dreamer predict --symbol BTCUSDT --interval 5
   dreamer predict --symbol BTCUSDT --interval 5 --alias challenger --json
   dreamer ingest --symbol BTCUSDT --interval 5 && dreamer predict --symbol BTCUSDT --interval 5
 
-The model is `models:/dreamer-<symbol>-<interval>@champion` of the MLflow registry at $MLFLOW_TRACKING_URI
-(default: ./mlflow). It trades the newest stored bars from a flat account (feature warm-up, latent warm-up,
-then --context-bars bars) and prints the position to hold over the next bar: -1 short .. +1 long. It reads
-the database only: run `dreamer ingest` first to bring it up to date.
+The model is `models:/dreamer-<category>-<symbol>-<interval>@champion` of the MLflow registry at
+$MLFLOW_TRACKING_URI (default: ./mlflow); a model trained on another market is refused. It trades the newest
+stored bars from a flat account (feature warm-up, latent warm-up, then --context-bars bars) and prints the
+position to hold over the next bar: -1 short .. +1 long. It reads the database only: run `dreamer ingest`
+first to bring it up to date.
 """
 
 
@@ -44,10 +51,9 @@ def register(subparsers: Any) -> None:
 
 def predict(args: argparse.Namespace) -> int:
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     from dreamer.data.markets import parse_category, parse_interval, parse_symbol
-    from dreamer.errors import ConfigError, DreamerError
+    from dreamer.errors import ConfigError
     from dreamer.orchestration import registry, tracking
     from dreamer.orchestration.pyfunc import latest_position
 
@@ -55,26 +61,21 @@ def predict(args: argparse.Namespace) -> int:
     interval = parse_interval(args.interval)
     if args.context_bars < 1:
         raise ConfigError("--context-bars must be >= 1")
-    name = registry.registered_model_name(symbol, interval.code)
+    market = (category, symbol, interval.code)
+    name = registry.registered_model_name(*market)
     uri = tracking.tracking_uri()
-    client = tracking.client(uri)
-    try:
-        if args.version:
-            version = client.get_model_version(name, str(args.version))
-        else:
-            version = client.get_model_version_by_alias(name, args.alias)
-    except MlflowException as exc:
-        wanted = f"version {args.version}" if args.version else f"alias {args.alias!r}"
-        raise DreamerError(
-            f"no {wanted} of model {name} in the registry at {uri} ({exc.error_code}); "
-            "train one with the `dreamer` flow (make up, then prefect deployment run dreamer/daily)"
-        ) from exc
+    version = registered_version(tracking.client(uri), uri, name, args, market)
+    registered = f"{name} v{version.version}"
+    refuse_another_market(version.tags, registered, market)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    db_path = args.db or default_db_path()
-    result = latest_position(
-        f"models:/{name}/{version.version}", db_path, category, symbol, interval.code, args.context_bars
+    model = load_model(
+        f"models:/{name}/{version.version}",
+        f"{registered} ({'version' if args.version else 'alias'} {args.version or args.alias})",
     )
+    refuse_another_market(model.metadata.metadata or {}, registered, market)
+    db_path = args.db or default_db_path()
+    result = latest_position(model, db_path, category, symbol, interval.code, args.context_bars)
     result |= {"model": name, "version": str(version.version), "alias": args.alias if not args.version else None}
     result |= {"symbol": symbol, "interval": interval.code, "category": category}
 
@@ -96,3 +97,64 @@ def predict(args: argparse.Namespace) -> int:
             f"after the bar opening {result['bar_open_time']}, from {name} v{version.version} ({label})"
         )
     return 0
+
+
+def registered_version(
+    client: MlflowClient, uri: str, name: str, args: argparse.Namespace, market: tuple[str, str, str]
+) -> ModelVersion:
+    """The version --version or --alias names. The champion may be adopted from the legacy name
+    (`registry.market_champion`), with a note on stderr."""
+    from mlflow.exceptions import MlflowException
+
+    from dreamer.errors import DreamerError
+    from dreamer.orchestration import registry
+
+    version: ModelVersion | None = None
+    reason = ""
+    try:
+        if args.version:
+            version = client.get_model_version(name, str(args.version))
+        elif args.alias == registry.CHAMPION:
+            version, note = registry.market_champion(client, *market)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+        else:
+            version = client.get_model_version_by_alias(name, args.alias)
+    except MlflowException as exc:
+        reason = f" ({exc.error_code})"
+    if version is None:
+        wanted = f"version {args.version}" if args.version else f"alias {args.alias!r}"
+        raise DreamerError(
+            f"no {wanted} of model {name} in the registry at {uri}{reason}; "
+            "train one with the `dreamer` flow (make up, then prefect deployment run dreamer/daily)"
+        )
+    return version
+
+
+def load_model(model_uri: str, label: str) -> PyFuncModel:
+    """The pyfunc at `model_uri`, or one line saying that the registered version `label` cannot trade."""
+    import mlflow
+
+    from dreamer.errors import DreamerError
+
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:  # whatever fails in loading (MLflow, I/O, unpickling), this version cannot trade
+        first_line = next(iter(str(exc).strip().splitlines()), "")
+        raise DreamerError(
+            f"{label} cannot be loaded ({type(exc).__name__}: {first_line}): its artifacts are missing or damaged: "
+            "run the `dreamer` flow again to register a new champion (it replaces one that cannot be loaded), "
+            "or pick a working version with --version N"
+        ) from exc
+
+
+def refuse_another_market(recorded: Mapping[str, Any], model: str, market: tuple[str, str, str]) -> None:
+    """Stop unless `model` (its version tags or model metadata: `recorded`) was trained on `market`."""
+    from dreamer.errors import DreamerError
+    from dreamer.orchestration.registry import market_mismatch
+
+    mismatch = market_mismatch(recorded, *market)
+    if mismatch:
+        raise DreamerError(
+            f"{model} was trained on another market ({mismatch}): refusing to trade {'/'.join(market)} with it"
+        )

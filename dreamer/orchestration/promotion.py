@@ -5,17 +5,21 @@
 1. Re-evaluate the current champion (if any) on this run's test split with this run's evaluation
    settings and costs, through the same `stage_evaluate` as the candidate: numbers from different
    windows are never compared. The champion reads the features through its own training normaliser.
-2. Decide (`registry.decide_promotion`, a pure function): guard rails, then the configured metric.
+2. Decide (`registry.decide_promotion`, a pure function): guard rails, then the configured metric (a
+   champion that could not be re-evaluated does not count against the candidate).
 3. Log the agent as a pyfunc model in the run, load it back and trade the latest stored bars with it
    (a model that does not load never reaches the registry), register it as a new version of
-   `dreamer-<symbol>-<interval>` and write the decision: tags, then the alias.
+   `dreamer-<category>-<symbol>-<interval>` and write the decision: tags, then the alias. A champion of
+   the legacy name `dreamer-<symbol>-<interval>` is adopted first when it was trained on this category.
+4. The decision is committed as a compare-and-set (`registry.commit_decision`): when another run moved the
+   champion since step 1, that champion is re-evaluated on this run's window and the decision made again.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +27,9 @@ from dreamer.config import RunConfig
 from dreamer.errors import DreamerError
 from dreamer.orchestration import registry
 from dreamer.orchestration.tracking import FlowTracking, client
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -47,30 +54,36 @@ def register_and_promote(
     Returns a JSON-ready dict: `model_name`, `version`, `model_uri`, `decision` (alias, promote, metric,
     values, reasons), `champion` (version and its metrics on this window, or None) and `latest`
     (the new model's target position for the latest stored bar)."""
+    import mlflow
+
     from dreamer.orchestration.pyfunc import latest_position, log_agent_model
 
     mlflow_client = client(tracking.tracking_uri)
     work = Path(work_dir)
-    name = registry.registered_model_name(data["symbol"], data["interval"])
-    current = registry.champion_version(mlflow_client, name)
-    champion: dict[str, Any] | None = None
-    notes: list[str] = []
-    if current is not None:
-        try:
-            champion = evaluate_champion(tracking, name, str(current.version), data, cfg, work / "champion")
-        except Exception as exc:  # a broken or incompatible champion must not block the decision
-            log.warning("champion v%s could not be re-evaluated: %s", current.version, exc)
-            notes.append(f"champion v{current.version} could not be re-evaluated on this window: {exc}")
-        else:
-            notes += overlap_notes(current.tags, data, str(current.version))
-    decision = registry.decide_promotion(
-        evaluation["agent"],
-        champion["metrics"] if champion else None,
-        cfg.promotion,
-        champion_version=None if current is None else str(current.version),
-        notes=notes,
-    )
+    market = (data["category"], data["symbol"], data["interval"])
+    name = registry.registered_model_name(*market)
+    current, legacy_note = registry.market_champion(mlflow_client, *market)
+    evaluated: dict[str, dict[str, Any]] = {}  # champion version -> its evaluation on this window
 
+    def decide(champion: ModelVersion | None) -> registry.PromotionDecision:
+        """The decision against `champion` (None: there is none), re-evaluated on this run's window."""
+        notes = [legacy_note] if legacy_note else []
+        version = None
+        if champion is not None:
+            version = str(champion.version)
+            try:
+                evaluated[version] = evaluate_champion(tracking, name, version, data, cfg, work / "champion" / version)
+            except Exception as exc:  # a broken or incompatible champion is no evidence: the candidate stands alone
+                log.warning("champion v%s could not be re-evaluated: %s", version, exc)
+                notes.append(f"champion v{version} could not be re-evaluated on this window: {exc}")
+            else:
+                notes += overlap_notes(champion.tags, data, version)
+        metrics = evaluated[version]["metrics"] if version in evaluated else None
+        return registry.decide_promotion(
+            evaluation["agent"], metrics, cfg.promotion, champion_version=version, notes=notes
+        )
+
+    decision = decide(current)
     info = log_agent_model(
         agent_checkpoint,
         tracking.run_id,
@@ -78,11 +91,12 @@ def register_and_promote(
         data["interval"],
         metadata=model_metadata(data),
     )
-    latest = latest_position(info.model_uri, db_path, data["category"], data["symbol"], data["interval"])
+    latest = latest_position(mlflow.pyfunc.load_model(info.model_uri), db_path, *market)
     version = registry.register_version(
         mlflow_client, name, info.model_uri, tracking.run_id, tags=version_tags(data), model_id=info.model_id
     )
-    registry.apply_decision(mlflow_client, name, str(version.version), decision)
+    # Another run may have moved the champion while this one evaluated, logged and registered.
+    decision = registry.commit_decision(mlflow_client, name, str(version.version), decision, decide)
     return {
         "model_name": name,
         "version": str(version.version),
@@ -97,7 +111,7 @@ def register_and_promote(
             "champion_version": decision.champion_version,
             "reasons": list(decision.reasons),
         },
-        "champion": champion,
+        "champion": evaluated.get(decision.champion_version or ""),
         "latest": latest,
     }
 

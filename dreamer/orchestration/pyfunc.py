@@ -32,7 +32,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import mlflow
 import numpy as np
@@ -44,6 +44,7 @@ from dreamer.paths import PROJECT_ROOT, SQL_DIR
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
     from mlflow.models.model import ModelInfo
+    from mlflow.pyfunc import PyFuncModel
 
     from dreamer.agent.policy import TradingPolicy
 
@@ -229,7 +230,7 @@ def recent_funding(db_path: str | Path, category: str, symbol: str, klines: pd.D
 
 
 def latest_position(
-    model_uri: str,
+    model: PyFuncModel,
     db_path: str | Path,
     category: str,
     symbol: str,
@@ -237,12 +238,11 @@ def latest_position(
     context_bars: int = DEFAULT_CONTEXT_BARS,
     now_ms: int | None = None,
 ) -> dict[str, Any]:
-    """Load the pyfunc at `model_uri` and trade the newest closed bars stored in `db_path`: the target
-    position for the latest one, with the bars it was computed from."""
+    """Trade the newest closed bars stored in `db_path` with the loaded pyfunc `model`: the target position
+    for the latest one, with the bars it was computed from."""
     from dreamer.errors import DreamerError
     from dreamer.features.build import LONGEST_WINDOW
 
-    model = mlflow.pyfunc.load_model(model_uri)
     warm_up = warm_up_bars(model.unwrap_python_model().policy)
     klines = recent_klines(db_path, category, symbol, interval, LONGEST_WINDOW + warm_up + context_bars, now_ms)
     if klines.empty:
@@ -259,7 +259,7 @@ def latest_position(
             FUNDING_TIMES_PARAM: funding["funding_time_ms"].tolist(),
             FUNDING_RATES_PARAM: funding["funding_rate"].tolist(),
         }
-    out = model.predict(klines, params=params)
+    out = cast(pd.DataFrame, model.predict(klines, params=params))  # what `AgentModel.predict` returns
     traded = out.dropna(subset=[OUTPUT_COLUMN])
     if traded.empty:
         raise DreamerError(

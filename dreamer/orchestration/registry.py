@@ -3,32 +3,64 @@
 Two layers. `decide_promotion` is a pure function of two metric dicts measured on the **same** held-out
 window (the candidate's and the current champion's, re-evaluated there) and the `PromotionConfig`; it
 returns a `PromotionDecision` with human-readable reasons. The thin MLflow layer below it registers the
-candidate as a new version of `dreamer-<symbol>-<interval>`, writes the decision as version tags and moves
-the alias: `champion` when promoted, `challenger` otherwise. A registered model has at most one version
-per alias, so the previous champion keeps its version and tags and simply loses the alias.
+candidate as a new version of `dreamer-<category>-<symbol>-<interval>`, writes the decision as version tags
+and moves the alias: `champion` when promoted, `challenger` otherwise. A registered model has at most one
+version per alias, so the previous champion keeps its version and tags and simply loses the alias.
+
+Registered models used to be named `dreamer-<symbol>-<interval>`, shared by spot and perpetuals.
+`market_champion` adopts such a legacy champion into the new name, only for the category it was trained on.
+
+Several runs may share a store. Moving the alias is a compare-and-set (`commit_decision`) under a file lock
+(`registry_lock`): a run re-reads the champion under the lock and decides again when another run moved it
+since, so the final champion is the best on the evidence whatever the order in which the runs finish.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dreamer.orchestration.config import PromotionConfig
+from dreamer.orchestration.tracking import sqlite_db_path
 
 if TYPE_CHECKING:
+    from filelock import FileLock
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 TAG_PREFIX = "promotion."
+MIGRATED_FROM_TAG = "migrated_from"
+MARKET_KEYS = ("category", "symbol", "interval")  # version tags and model metadata, as promotion writes them
 
 
-def registered_model_name(symbol: str, interval: str) -> str:
-    """`dreamer-btcusdt-5`: one registered model per market and bar interval."""
+def registered_model_name(category: str, symbol: str, interval: str) -> str:
+    """`dreamer-linear-btcusdt-5`: one registered model per market (category and symbol) and bar interval."""
+    return f"dreamer-{category}-{symbol}-{interval}".lower()
+
+
+def legacy_model_name(symbol: str, interval: str) -> str:
+    """`dreamer-btcusdt-5`: the name before the category was part of it (spot and perpetuals shared it)."""
     return f"dreamer-{symbol}-{interval}".lower()
+
+
+def market_mismatch(recorded: Mapping[str, Any], category: str, symbol: str, interval: str) -> str | None:
+    """How the market a model was trained on (`recorded`: its version tags or its model metadata) differs
+    from the one asked for, e.g. `category spot (not linear)`; None when it does not. A key `recorded`
+    lacks is not held against the model."""
+    asked = dict(zip(MARKET_KEYS, (category, symbol, interval), strict=True))
+    differences = [
+        f"{key} {recorded[key]} (not {value})"
+        for key, value in asked.items()
+        if recorded.get(key) not in (None, "") and str(recorded[key]).lower() != value.lower()
+    ]
+    return ", ".join(differences) or None
 
 
 @dataclass(frozen=True)
@@ -67,10 +99,11 @@ def decide_promotion(
 
     `candidate` and `champion` are the agents' net backtest metrics on the same held-out window. `champion`
     is None when the registry has no champion yet, or, with `champion_version` set, when the champion could
-    not be evaluated there (then it stays). The candidate must first pass the guard rails: a finite value of
-    the metric, better than `cfg.metric_floor`, and a maximum drawdown within `cfg.max_drawdown_limit`. It
-    is then promoted when there is no champion, when the champion's value is not finite, or when it beats
-    the champion by more than `cfg.min_improvement`. `notes` (caveats about the comparison) end the reasons.
+    not be evaluated there. The candidate must first pass the guard rails: a finite value of the metric,
+    better than `cfg.metric_floor`, and a maximum drawdown within `cfg.max_drawdown_limit`. It is then
+    promoted when there is no champion, when the champion could not be evaluated, when the champion's value
+    is not finite, or when it beats the champion by more than `cfg.min_improvement`. `notes` (caveats about
+    the comparison, why the champion could not be evaluated) end the reasons.
     """
     value = _finite(candidate.get(cfg.metric))
     champion_value = _finite(champion.get(cfg.metric)) if champion is not None else None
@@ -78,8 +111,13 @@ def decide_promotion(
     if reasons or value is None:
         promote = False
     elif champion is None and champion_version is not None:
-        promote = False
-        reasons.append(f"champion v{champion_version} could not be compared on this window, so it stays champion")
+        # Absence of evidence is not evidence: a champion that cannot be evaluated (artifacts gone, unloadable,
+        # reading features this dataset lacks) must not block every later promotion.
+        promote = True
+        reasons.append(
+            f"champion v{champion_version} could not be evaluated on this window, so there is no evidence for it; "
+            f"the candidate passes the guard rails on its own ({cfg.metric}={value:.4g})"
+        )
     elif champion is None:
         promote = True
         reasons.append(f"first model: no champion yet, and it passes the guard rails ({cfg.metric}={value:.4g})")
@@ -151,11 +189,48 @@ def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
         raise
 
 
+def market_champion(
+    client: MlflowClient, category: str, symbol: str, interval: str
+) -> tuple[ModelVersion | None, str | None]:
+    """The champion of `registered_model_name(category, symbol, interval)`, and a note on the legacy model.
+
+    When that model has no champion but the legacy `dreamer-<symbol>-<interval>` has one whose `category`
+    tag is `category`, the legacy champion is adopted: registered (same source, run, logged model and
+    tags, plus `migrated_from`) as a new version of the new name, which it holds alias `champion` of. A
+    legacy champion of another category is never adopted: it must not trade a market it did not learn.
+    The note says what happened to a legacy champion (None when there was none, or nothing to do)."""
+    name = registered_model_name(category, symbol, interval)
+    current = champion_version(client, name)
+    legacy_name = legacy_model_name(symbol, interval)
+    legacy = None if current is not None else champion_version(client, legacy_name)
+    if legacy is None:
+        return current, None
+    trained_on = legacy.tags.get("category", "an unrecorded category")
+    if trained_on != category:
+        note = f"legacy model {legacy_name} v{legacy.version} was trained on {trained_on}, not {category}: not adopted"
+        return None, note
+    tags = dict(legacy.tags) | {MIGRATED_FROM_TAG: f"{legacy_name}/{legacy.version}"}
+    # The legacy version's own source, so the adopted one does not depend on the legacy name staying around
+    # (MLflow types `source` as optional: the legacy version's URI resolves to the same artifacts).
+    source = legacy.source or f"models:/{legacy_name}/{legacy.version}"
+    with registry_lock(client.tracking_uri):
+        current = champion_version(client, name)
+        if current is not None:  # a concurrent run adopted it, or promoted its own, meanwhile
+            return current, None
+        adopted = register_version(client, name, source, legacy.run_id, tags=tags, model_id=legacy.model_id)
+        client.set_registered_model_alias(name, CHAMPION, str(adopted.version))
+    note = (
+        f"adopted champion v{legacy.version} of the legacy model {legacy_name} (category {category}) "
+        f"as {name} v{adopted.version}"
+    )
+    return adopted, note
+
+
 def register_version(
     client: MlflowClient,
     name: str,
     model_uri: str,
-    run_id: str,
+    run_id: str | None,
     tags: Mapping[str, str] | None = None,
     model_id: str | None = None,
 ) -> ModelVersion:
@@ -179,3 +254,39 @@ def apply_decision(client: MlflowClient, name: str, version: str, decision: Prom
     if decision.promote and decision.champion_version and decision.champion_version != version:
         client.set_model_version_tag(name, decision.champion_version, f"{TAG_PREFIX}replaced_by", version)
     client.set_registered_model_alias(name, decision.alias, version)
+
+
+def registry_lock(tracking_uri: str) -> FileLock:
+    """The lock that serialises champion changes in the store at `tracking_uri`, across threads and processes:
+    a file next to a sqlite database. For another store (a tracking server) it is a file in the temporary
+    directory named after the URI, which serialises the runs of this machine only."""
+    from filelock import FileLock
+
+    db_path = sqlite_db_path(tracking_uri)
+    if db_path is not None:
+        path = db_path.with_name(f"{db_path.name}.registry.lock")
+    else:
+        digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"dreamer-registry-{digest}.lock"
+    return FileLock(path)
+
+
+def commit_decision(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    decision: PromotionDecision,
+    decide: Callable[[ModelVersion | None], PromotionDecision],
+) -> PromotionDecision:
+    """Apply `decision` to the registered `version` as a compare-and-set, and return what was applied.
+
+    Under `registry_lock`, the champion is read again; when it is no longer the one `decision` was made
+    against (another run moved the alias since), `decide(champion of now)` makes it again, re-evaluating
+    that champion on this run's window, before the tags and the alias are written. The lock is held while
+    deciding again: another run must not move the alias in between."""
+    with registry_lock(client.tracking_uri):
+        current = champion_version(client, name)
+        if (None if current is None else str(current.version)) != decision.champion_version:
+            decision = decide(current)
+        apply_decision(client, name, version, decision)
+    return decision

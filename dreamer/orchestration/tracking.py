@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from dreamer.paths import PROJECT_ROOT
 
@@ -62,16 +62,20 @@ def tracking_uri() -> str:
     return f"sqlite:///{local_store_dir() / 'mlflow.db'}"
 
 
+def sqlite_db_path(uri: str) -> Path | None:
+    """The database file of a sqlite store, read as SQLAlchemy does (`sqlite:////abs/mlflow.db` absolute,
+    `sqlite:///mlflow.db` relative to the working directory); None for other stores and in-memory ones."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = unquote(uri.removeprefix("sqlite:///").partition("?")[0])
+    return None if path in ("", ":memory:") else Path(path).resolve()
+
+
 def artifact_location(uri: str) -> str | None:
     """Explicit artifact root for experiments created in a local sqlite store (`<db dir>/artifacts`);
     None for remote stores, whose server decides."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "sqlite":
-        return None
-    db_path = Path(unquote(parsed.path))
-    if str(db_path) in ("", "/", "/:memory:"):
-        return None
-    return (db_path.parent / "artifacts").resolve().as_uri()
+    db_path = sqlite_db_path(uri)
+    return None if db_path is None else (db_path.parent / "artifacts").as_uri()
 
 
 def client(uri: str | None = None) -> MlflowClient:
@@ -79,9 +83,9 @@ def client(uri: str | None = None) -> MlflowClient:
     from mlflow import MlflowClient
 
     uri = uri or tracking_uri()
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        Path(unquote(parsed.path)).parent.mkdir(parents=True, exist_ok=True)
+    db_path = sqlite_db_path(uri)
+    if db_path is not None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

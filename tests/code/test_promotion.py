@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -16,7 +19,11 @@ from dreamer.orchestration.registry import (
     CHAMPION,
     apply_decision,
     champion_version,
+    commit_decision,
     decide_promotion,
+    legacy_model_name,
+    market_champion,
+    market_mismatch,
     register_version,
     registered_model_name,
 )
@@ -103,11 +110,23 @@ def test_champion_with_undefined_metric_loses_to_a_valid_candidate() -> None:
     assert decision.champion_value is None
 
 
-def test_a_champion_that_could_not_be_evaluated_stays() -> None:
-    decision = decide_promotion(metrics(3.0), None, CFG, champion_version="4", notes=("incompatible features",))
+def test_a_champion_that_could_not_be_evaluated_gives_way_to_a_candidate_passing_the_guard_rails() -> None:
+    """Its absence of evidence is not evidence: a champion whose artifacts are gone must not block for ever."""
+    why = "champion v4 could not be re-evaluated on this window: No such artifact"
+    decision = decide_promotion(metrics(0.3), None, CFG, champion_version="4", notes=(why,))
+    assert decision.promote and decision.champion_version == "4" and decision.champion_value is None
+    assert decision.reasons == (
+        "champion v4 could not be evaluated on this window, so there is no evidence for it; the candidate passes "
+        "the guard rails on its own (sharpe=0.3)",
+        why,
+    )
+    assert decision.as_tags()["promotion.champion_version"] == "4"
+
+
+def test_a_candidate_breaking_a_guard_rail_does_not_replace_a_champion_that_could_not_be_evaluated() -> None:
+    decision = decide_promotion(metrics(-0.2), None, CFG, champion_version="4", notes=("No such artifact",))
     assert not decision.promote
-    assert "champion v4 could not be compared" in decision.reasons[0]
-    assert decision.reasons[-1] == "incompatible features"
+    assert decision.reasons == ("guard rail: sharpe -0.2 is not above the floor 0", "No such artifact")
 
 
 def test_lower_is_better_metrics() -> None:
@@ -135,9 +154,17 @@ def test_decision_tags_are_strings_with_the_reasons() -> None:
     assert all(isinstance(value, str) for value in tags.values())
 
 
-def test_registered_model_name_is_lower_case() -> None:
-    assert registered_model_name("BTCUSDT", "5") == "dreamer-btcusdt-5"
-    assert registered_model_name("ETHUSDT", "D") == "dreamer-ethusdt-d"
+def test_registered_model_name_is_per_category_and_lower_case() -> None:
+    assert registered_model_name("linear", "BTCUSDT", "5") == "dreamer-linear-btcusdt-5"
+    assert registered_model_name("spot", "ETHUSDT", "D") == "dreamer-spot-ethusdt-d"
+    assert legacy_model_name("BTCUSDT", "5") == "dreamer-btcusdt-5"  # before the category was part of it
+
+
+def test_market_mismatch_names_what_differs() -> None:
+    tags = {"category": "spot", "symbol": "BTCUSDT", "interval": "5", "data.content_hash": "x"}
+    assert market_mismatch(tags, "spot", "BTCUSDT", "5") is None
+    assert market_mismatch(tags, "linear", "BTCUSDT", "15") == "category spot (not linear), interval 5 (not 15)"
+    assert market_mismatch({"symbol": "btcusdt"}, "linear", "BTCUSDT", "5") is None  # what is not recorded passes
 
 
 def test_promotion_config_is_validated_from_yaml(tmp_path: Path) -> None:
@@ -161,9 +188,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[MlflowClient, st
     return client, experiment_id
 
 
-def _new_version(client: MlflowClient, experiment_id: str, name: str) -> str:
+def _new_version(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str] | None = None) -> str:
     run = client.create_run(experiment_id)
-    version = register_version(client, name, f"runs:/{run.info.run_id}/agent", run.info.run_id)
+    version = register_version(client, name, f"runs:/{run.info.run_id}/agent", run.info.run_id, tags=tags)
     return str(version.version)
 
 
@@ -176,7 +203,7 @@ def _alias(client: MlflowClient, name: str, alias: str) -> str | None:
 
 def test_registry_champion_then_challenger_then_new_champion(registry: tuple[MlflowClient, str]) -> None:
     client, experiment_id = registry
-    name = registered_model_name("BTCUSDT", "5")
+    name = registered_model_name("linear", "BTCUSDT", "5")
     assert champion_version(client, name) is None  # the model does not exist yet
 
     first = _new_version(client, experiment_id, name)
@@ -201,8 +228,97 @@ def test_registry_champion_then_challenger_then_new_champion(registry: tuple[Mlf
 
 def test_registry_without_champion_but_with_a_rejected_first_model(registry: tuple[MlflowClient, str]) -> None:
     client, experiment_id = registry
-    name = registered_model_name("ETHUSDT", "15")
+    name = registered_model_name("linear", "ETHUSDT", "15")
     version = _new_version(client, experiment_id, name)
     apply_decision(client, name, version, decide_promotion(metrics(1.0, max_drawdown=-0.9), None, CFG))
     assert _alias(client, name, CHAMPION) is None
     assert _alias(client, name, CHALLENGER) == version
+
+
+def test_a_legacy_champion_is_adopted_only_by_its_own_category(registry: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = registry
+    legacy = legacy_model_name("SOLUSDT", "5")
+    old = _new_version(client, experiment_id, legacy, tags={"category": "spot", "symbol": "SOLUSDT", "interval": "5"})
+    apply_decision(client, legacy, old, decide_promotion(metrics(1.0), None, CFG))
+
+    champion, note = market_champion(client, "linear", "SOLUSDT", "5")  # a spot model never serves linear
+    assert champion is None and note == f"legacy model {legacy} v{old} was trained on spot, not linear: not adopted"
+    assert champion_version(client, registered_model_name("linear", "SOLUSDT", "5")) is None
+
+    spot = registered_model_name("spot", "SOLUSDT", "5")
+    adopted, note = market_champion(client, "spot", "SOLUSDT", "5")
+    assert adopted is not None and _alias(client, spot, CHAMPION) == str(adopted.version)
+    assert note == f"adopted champion v{old} of the legacy model {legacy} (category spot) as {spot} v{adopted.version}"
+    source = client.get_model_version(legacy, old)
+    assert adopted.source == source.source and adopted.run_id == source.run_id
+    assert adopted.tags["category"] == "spot" and adopted.tags["promotion.decision"] == CHAMPION
+    assert adopted.tags["migrated_from"] == f"{legacy}/{old}"
+    again, note = market_champion(client, "spot", "SOLUSDT", "5")  # the new name's own champion from now on
+    assert again is not None and again.version == adopted.version and note is None
+    assert len(client.search_model_versions(f"name = '{spot}'")) == 1
+
+
+@pytest.mark.parametrize("last", ["worse", "better"])
+def test_concurrent_promotions_end_with_the_better_model_as_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, last: str
+) -> None:
+    """Two runs both evaluate against champion v1, then promote at once, the `last` one entering 0.1 s after the
+    other while the registry is slow to write: the better model ends as champion whatever the order, and every
+    version's tags agree with the alias."""
+    from dreamer.orchestration import registry as module
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment_id = client.create_experiment("race", artifact_location=(tmp_path / "artifacts").as_uri())
+    name = registered_model_name("linear", "BTCUSDT", "5")
+    first = _new_version(client, experiment_id, name)
+    apply_decision(client, name, first, decide_promotion(metrics(1.0), None, CFG))
+    on_window = {first: 1.0}  # each version's Sharpe on the test window both runs share
+
+    def slow_apply(*args: Any) -> None:
+        time.sleep(0.3)  # a busy store: without a lock, the other run reads the champion before the alias moves
+        apply_decision(*args)
+
+    monkeypatch.setattr(module, "apply_decision", slow_apply)
+    both_evaluated = threading.Barrier(2, timeout=30)
+    versions: dict[str, str] = {}
+    failures: list[BaseException] = []
+
+    def run(label: str, sharpe: float) -> None:
+        try:
+            own = MlflowClient(tracking_uri=uri, registry_uri=uri)  # one client per run, as in two processes
+            version = _new_version(own, experiment_id, name)
+            versions[label], on_window[version] = version, sharpe
+
+            def decide(current: Any) -> Any:
+                champion = None if current is None else metrics(on_window[str(current.version)])
+                version_seen = None if current is None else str(current.version)
+                return decide_promotion(metrics(sharpe), champion, CFG, champion_version=version_seen)
+
+            decision = decide(champion_version(own, name))
+            both_evaluated.wait()
+            time.sleep(0.1 if label == last else 0.0)
+            commit_decision(own, name, version, decision, decide)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=args) for args in (("worse", 2.0), ("better", 3.0))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+    better, worse = versions["better"], versions["worse"]
+    assert _alias(client, name, CHAMPION) == better
+    tags = {version: client.get_model_version(name, version).tags for version in (first, better, worse)}
+    assert tags[better]["promotion.decision"] == CHAMPION
+    assert tags[first]["promotion.replaced_by"] in (better, worse)
+    if last == "worse":  # it found the better one as champion, compared itself with it and lost
+        assert tags[worse]["promotion.decision"] == CHALLENGER and _alias(client, name, CHALLENGER) == worse
+        assert tags[worse]["promotion.champion_version"] == better
+        assert tags[better]["promotion.champion_version"] == first
+    else:  # the worse one was champion for a while; the better one beat it on the same window
+        assert tags[worse]["promotion.decision"] == CHAMPION and tags[worse]["promotion.replaced_by"] == better
+        assert tags[better]["promotion.champion_version"] == worse
+        assert f"beats champion v{worse}" in tags[better]["promotion.reasons"]

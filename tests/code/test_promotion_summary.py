@@ -54,7 +54,7 @@ def completed_run() -> dict[str, Any]:
             "world_model": {"return_mae_bps": 12.5, "coverage_90": 0.88},
         },
         "promotion": {
-            "model_name": "dreamer-btcusdt-5",
+            "model_name": "dreamer-linear-btcusdt-5",
             "version": "7",
             "decision": {"alias": "challenger", "promote": False,
                          "reasons": ["candidate sharpe=1.234 does not beat champion v6 sharpe=1.5"]},
@@ -79,7 +79,7 @@ COMPLETED_RUN_FRAGMENTS = [
     "Agent beats on Sharpe: buy_and_hold, flat; significantly",
     ": flat.",
     "cost 0.065% per unit",
-    "`dreamer-btcusdt-5` version 7 registered as **challenger**",
+    "`dreamer-linear-btcusdt-5` version 7 registered as **challenger**",
     "- candidate sharpe=1.234 does not beat champion v6",
     "**-0.50**",
     "[open in MLflow](http://127.0.0.1:5000/#/experiments/1/runs/abc)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,25 @@ def test_default_store_is_an_absolute_sqlite_uri_under_mlflow(tmp_path: Path, mo
     assert uri == f"sqlite:///{tmp_path.resolve()}/mlflow/mlflow.db"
     assert uri.startswith("sqlite:////")  # four slashes: an absolute path
     assert tracking.artifact_location(uri) == (tmp_path / "mlflow" / "artifacts").resolve().as_uri()
+
+
+def test_sqlite_database_path_as_sqlalchemy_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert tracking.sqlite_db_path("sqlite:////abs/my%20store/mlflow.db") == Path("/abs/my store/mlflow.db")
+    assert tracking.sqlite_db_path("sqlite:///rel/mlflow.db?timeout=5") == tmp_path.resolve() / "rel" / "mlflow.db"
+    assert tracking.artifact_location("sqlite:///rel/mlflow.db") == (tmp_path / "rel" / "artifacts").resolve().as_uri()
+    for other in ("sqlite:///:memory:", "sqlite://", "http://127.0.0.1:5000", "file:///tmp/mlruns"):
+        assert tracking.sqlite_db_path(other) is None
+
+
+def test_registry_lock_lives_next_to_the_store(tmp_path: Path) -> None:
+    from dreamer.orchestration.registry import registry_lock
+
+    lock = registry_lock(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    assert Path(lock.lock_file) == tmp_path.resolve() / "mlflow" / "mlflow.db.registry.lock"
+    remote = registry_lock("http://127.0.0.1:5000")  # no shared folder: this machine's runs only
+    assert Path(remote.lock_file).parent == Path(tempfile.gettempdir())
+    assert remote.lock_file == registry_lock("http://127.0.0.1:5000").lock_file != registry_lock("http://h:1").lock_file
 
 
 def test_tracking_uri_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -163,7 +163,7 @@ def test_deployment_run_from_a_user_shell(stack: dict[str, Any]) -> None:
 
     uri = stack["env"]["MLFLOW_TRACKING_URI"]
     client = MlflowClient(uri, uri)
-    champion = client.get_model_version_by_alias("dreamer-btcusdt-5", "champion")
+    champion = client.get_model_version_by_alias("dreamer-linear-btcusdt-5", "champion")
     assert champion.tags["promotion.decision"] == "champion"
     assert champion.run_id is not None
     parent = client.get_run(champion.run_id)

@@ -5,6 +5,7 @@ Run 1 ends Completed with a parent MLflow run (tags, config params, headline met
 a finished nested run per stage, step-wise training curves, plots, a registered version that becomes
 champion, and the Prefect summary artifact. Run 2 reuses the cached features, re-evaluates the champion
 on the same window (reproducing run 1's numbers exactly) and, being the same model, is not promoted.
+In a store of its own, a champion whose artifacts were deleted gives way to the next run's model.
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, An
 
     # --- the registry: version 1 is champion, with the decision as tags -------------------------------------
     promotion = summary["promotion"]
-    assert promotion["model_name"] == "dreamer-btcusdt-5" and promotion["decision"]["promote"]
-    champion = client.get_model_version_by_alias("dreamer-btcusdt-5", "champion")
+    assert promotion["model_name"] == "dreamer-linear-btcusdt-5" and promotion["decision"]["promote"]
+    champion = client.get_model_version_by_alias("dreamer-linear-btcusdt-5", "champion")
     assert str(champion.version) == promotion["version"]
     assert champion.tags["promotion.decision"] == "champion"
     assert "first model" in champion.tags["promotion.reasons"]
@@ -144,8 +145,10 @@ def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, An
     assert again["evaluation"]["agent"] == summary["evaluation"]["agent"]  # same seed, same data: same agent
     assert not decision["promote"] and decision["alias"] == "challenger"
     assert "does not beat champion" in decision["reasons"][0]
-    assert str(client.get_model_version_by_alias("dreamer-btcusdt-5", "champion").version) == promotion["version"]
-    challenger = client.get_model_version_by_alias("dreamer-btcusdt-5", "challenger")
+    assert (
+        str(client.get_model_version_by_alias("dreamer-linear-btcusdt-5", "champion").version) == promotion["version"]
+    )
+    challenger = client.get_model_version_by_alias("dreamer-linear-btcusdt-5", "challenger")
     assert str(challenger.version) == again["promotion"]["version"]
     assert challenger.tags["promotion.decision"] == "challenger"
     _, second_stages = runs_of(client, str(second.state_details.flow_run_id))
@@ -171,3 +174,31 @@ def test_validation_failure_fails_the_run_with_the_report(harness: dict[str, Any
     assert stages["validate"].info.status == "FAILED" and stages["validate"].data.tags["status"] == "failed"
     artifacts = {a.path for a in client.list_artifacts(stages["validate"].info.run_id, "validation")}
     assert "validation/report.html" in artifacts
+
+
+def test_a_champion_whose_artifacts_are_gone_gives_way_to_the_next_run(
+    harness: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #12, finding 4: such a champion cannot be re-evaluated, which must not keep it champion for ever."""
+    import shutil
+
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"}  # a store of its own
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["MLFLOW_TRACKING_URI"])
+    first = run_flow(harness)
+    assert first.is_completed(), first.message
+    client = mlflow_client(store)
+    name = first.result()["promotion"]["model_name"]
+    broken = client.get_model_version_by_alias(name, "champion")
+    logged_model_id = broken.source.removeprefix("models:/")  # the version's source is its logged model
+    shutil.rmtree(client.get_logged_model(logged_model_id).artifact_location.removeprefix("file://"))
+
+    second = run_flow(harness)
+    assert second.is_completed(), second.message
+    promotion = second.result()["promotion"]
+    decision = promotion["decision"]
+    assert decision["promote"] and decision["champion_version"] == str(broken.version)
+    assert promotion["champion"] is None
+    assert decision["reasons"][0].startswith(f"champion v{broken.version} could not be evaluated on this window")
+    assert any(f"champion v{broken.version} could not be re-evaluated" in reason for reason in decision["reasons"])
+    assert str(client.get_model_version_by_alias(name, "champion").version) == promotion["version"]
+    assert client.get_model_version(name, broken.version).tags["promotion.replaced_by"] == promotion["version"]

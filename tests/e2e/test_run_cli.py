@@ -75,7 +75,7 @@ def test_run_is_complete_and_reproducible(flow_env: dict[str, Any], tmp_path: Pa
         filter_string=f"tags.run_dir = '{run_dir}'",
     )
     assert parent.info.status == "FINISHED" and parent.data.tags["config"] == "tiny"
-    assert client.get_latest_versions("dreamer-btcusdt-5")
+    assert client.get_latest_versions("dreamer-linear-btcusdt-5")
 
     second, code = run_tiny(tmp_path, "second")
     assert code == 0
@@ -93,7 +93,7 @@ def test_demo_runs_the_flow_on_the_sample_and_summarises(
     assert "data: linear/BTCUSDT 5m, " in summary and "2026-07-21T16:55:00+00:00" in summary
     assert "validation: passed" in summary
     assert "buy_and_hold" in summary and "agent Sharpe" in summary and "world model (test)" in summary
-    assert "registry: dreamer-btcusdt-5 version " in summary
+    assert "registry: dreamer-linear-btcusdt-5 version " in summary
     assert f"run directory: {flow_env['DREAMER_RUNS_DIR']}" in summary
     assert f"--backend-store-uri {flow_env['MLFLOW_TRACKING_URI']}" in summary
 

@@ -252,7 +252,7 @@ def test_predict_prints_the_champion_position_for_the_latest_bar(
     uri, model_uri = logged
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = mlflow.MlflowClient(uri, uri)
-    name = registry.registered_model_name("BTCUSDT", "5")
+    name = registry.registered_model_name("linear", "BTCUSDT", "5")
     run_id = client.get_logged_model(model_uri.split("/")[-1]).source_run_id
     assert run_id is not None
     version = registry.register_version(client, name, model_uri, run_id)
@@ -263,7 +263,7 @@ def test_predict_prints_the_champion_position_for_the_latest_bar(
                  "--context-bars", str(context)]) == 0  # fmt: skip
     captured = capsys.readouterr()
     result = json.loads(captured.out)
-    assert result["model"] == "dreamer-btcusdt-5" and result["version"] == str(version.version)
+    assert result["model"] == "dreamer-linear-btcusdt-5" and result["version"] == str(version.version)
     last_bar = klines["open_time"].iloc[-1].tz_localize("UTC")
     assert pd.Timestamp(result["bar_open_time"]) == last_bar
     assert result["bars_read"] == LONGEST_WINDOW + load_config("tiny").dreamer.sequence_length + context
@@ -276,7 +276,7 @@ def test_predict_prints_the_champion_position_for_the_latest_bar(
 
     assert main(["predict", "--symbol", "BTCUSDT", "--interval", "5", "--db", str(klines_db)]) == 0
     sentence = capsys.readouterr().out
-    assert f"target position {expected:+.2f}" in sentence and "dreamer-btcusdt-5" in sentence
+    assert f"target position {expected:+.2f}" in sentence and "dreamer-linear-btcusdt-5" in sentence
 
 
 def test_predict_without_a_champion_says_what_to_do(
@@ -287,5 +287,5 @@ def test_predict_without_a_champion_says_what_to_do(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     assert main(["predict", "--symbol", "ETHUSDT", "--interval", "15", "--db", str(klines_db)]) == 1
     error = capsys.readouterr().err
-    assert "no alias 'champion' of model dreamer-ethusdt-15" in error
+    assert "no alias 'champion' of model dreamer-linear-ethusdt-15" in error
     assert "prefect deployment run dreamer/daily" in error
