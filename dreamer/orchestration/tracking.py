@@ -5,6 +5,8 @@ directory: `sqlite:////abs/path/mlflow/mlflow.db` (an absolute URI, so every pro
 from the same directory, e.g. the Prefect worker and the MLflow UI, sees the same runs) and artifacts in
 `./mlflow/artifacts/`. A local sqlite store always gets an explicit artifact location next to its database
 (MLflow would otherwise default to `./mlruns` relative to whichever process created the experiment).
+Several runs may share a local store: the first to open a fresh one creates its tables under a file lock
+(`<db>.lock`) while the others wait.
 
 Layout. One **parent run** per pipeline run (named after the Prefect flow run), holding the full config
 as params, the tags below, the data's identity as a dataset input, the headline metrics (agent and
@@ -62,27 +64,52 @@ def tracking_uri() -> str:
     return f"sqlite:///{local_store_dir() / 'mlflow.db'}"
 
 
-def artifact_location(uri: str) -> str | None:
-    """Explicit artifact root for experiments created in a local sqlite store (`<db dir>/artifacts`);
-    None for remote stores, whose server decides."""
+def sqlite_database(uri: str) -> Path | None:
+    """The database file of a local sqlite store; None for other stores and in-memory databases."""
     parsed = urlparse(uri)
     if parsed.scheme != "sqlite":
         return None
-    db_path = Path(unquote(parsed.path))
-    if str(db_path) in ("", "/", "/:memory:"):
-        return None
-    return (db_path.parent / "artifacts").resolve().as_uri()
+    database = Path(unquote(parsed.path))
+    return None if str(database) in ("", "/", "/:memory:") else database
+
+
+def artifact_location(uri: str) -> str | None:
+    """Explicit artifact root for experiments created in a local sqlite store (`<db dir>/artifacts`);
+    None for remote stores, whose server decides."""
+    database = sqlite_database(uri)
+    return None if database is None else (database.parent / "artifacts").resolve().as_uri()
 
 
 def client(uri: str | None = None) -> MlflowClient:
-    """An `MlflowClient` on `uri` (default: `tracking_uri()`); creates a local store's directory."""
+    """An `MlflowClient` on `uri` (default: `tracking_uri()`); a local store is created and migrated first,
+    under a lock (`_open_local_store`)."""
     from mlflow import MlflowClient
 
     uri = uri or tracking_uri()
-    parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        Path(unquote(parsed.path)).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_database(uri)
+    if database is not None and uri not in _opened_stores:
+        _open_local_store(uri, database)
+        _opened_stores.add(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+_opened_stores: set[str] = set()
+"""sqlite URIs whose stores this process has opened (MLflow caches the stores per URI and process)."""
+
+
+def _open_local_store(uri: str, database: Path) -> None:
+    """Open the tracking and registry stores of a sqlite URI under a file lock next to its database.
+
+    Opening a store creates and migrates its tables when they are missing, with no lock of MLflow's own:
+    two processes doing it at once on a fresh store both fail half-way ("table ... already exists") and
+    leave a store that no later run can open. Under the lock, the first process creates the tables and the
+    others find them; the stores opened here are MLflow's cached ones, used by every later client of `uri`."""
+    from filelock import FileLock
+    from mlflow import MlflowClient
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{database}.lock"):
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models(max_results=1)
 
 
 def ensure_experiment(mlflow_client: MlflowClient, name: str | None = None) -> str:
