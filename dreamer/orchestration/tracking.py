@@ -22,8 +22,10 @@ the same from Prefect tasks in any thread or process; stages exchange only the p
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -45,6 +47,10 @@ UI_URL_ENV = "DREAMER_MLFLOW_UI"
 DEFAULT_EXPERIMENT = "dreamer"
 LOCAL_STORE_DIR = Path("mlflow")
 STAGE_TAG = "dreamer.stage"
+PID_TAG, HOST_TAG = "dreamer.pid", "dreamer.host"
+"""The process that owns a parent run, so that a later run can tell it was killed (`close_abandoned_runs`)."""
+
+log = logging.getLogger(__name__)
 
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _PARAM_BATCH = 100
@@ -179,13 +185,44 @@ def start_flow_run(
     experiment: str | None = None,
 ) -> FlowTracking:
     """Create the parent run of a pipeline run (in `experiment`, default `ensure_experiment`'s), with its
-    tags and params."""
+    tags and params, after closing the runs that killed runs left open in the experiment."""
     mlflow_client = client(uri)
     experiment_id = ensure_experiment(mlflow_client, experiment)
-    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=_strings(tags))
+    for run_id in close_abandoned_runs(mlflow_client, experiment_id):
+        log.warning("MLflow run %s was left RUNNING by a process that is gone: marked KILLED", run_id)
+    process = {PID_TAG: os.getpid(), HOST_TAG: socket.gethostname()}
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=_strings({**tags, **process}))
     tracking = FlowTracking(mlflow_client.tracking_uri, experiment_id, run.info.run_id)
     tracking.logger().params(params)
     return tracking
+
+
+def close_abandoned_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING parent runs of this host whose process is gone (killed with -9, or with its
+    machine), and their RUNNING stage runs; returns their ids. Runs of other hosts, or without the process
+    tags, cannot be checked and are left alone."""
+    running = mlflow_client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
+    host = socket.gethostname()
+    abandoned = [
+        run.info.run_id
+        for run in running
+        if run.data.tags.get(HOST_TAG) == host and not _process_alive(run.data.tags.get(PID_TAG, ""))
+    ]
+    stages = [run.info.run_id for run in running if run.data.tags.get("mlflow.parentRunId") in abandoned]
+    for run_id in abandoned + stages:
+        mlflow_client.set_terminated(run_id, "KILLED")
+    return abandoned + stages
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether process `pid` of this host exists (an unreadable tag counts as alive: nothing is closed)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):  # an unreadable tag; another user's process
+        return True
+    return True
 
 
 def finish_run(tracking: FlowTracking, failed: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,46 @@ def test_parent_and_stage_runs(store: tuple[MlflowClient, str], monkeypatch: pyt
     statuses = {child.data.tags["dreamer.stage"]: child.info.status for child in children}
     assert statuses == {"ingest": "FINISHED", "validate": "FAILED"}
     assert client.get_run(parent.run_id).info.status == "FAILED"
+
+
+def test_runs_left_running_by_a_killed_process_are_closed(store: tuple[MlflowClient, str]) -> None:
+    """A run killed with -9 leaves its parent and stage runs RUNNING; the next run on the store closes them
+    as KILLED, and only them: runs of live processes, of other hosts or without a process tag are kept."""
+    import socket
+    import subprocess
+    import sys
+
+    client, _ = store
+    experiment_id = tracking.ensure_experiment(client, "abandoned")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+
+    def parent(pid: int | None, host: str = socket.gethostname()) -> str:
+        tags = {} if pid is None else {tracking.PID_TAG: str(pid), tracking.HOST_TAG: host}
+        return client.create_run(experiment_id, tags=tags).info.run_id
+
+    killed, alive, elsewhere, untagged = parent(gone.pid), parent(os.getpid()), parent(gone.pid, "other"), parent(None)
+    stage = client.create_run(experiment_id, tags={"mlflow.parentRunId": killed}).info.run_id
+    finished = client.create_run(experiment_id, tags={"mlflow.parentRunId": killed}).info.run_id
+    client.set_terminated(finished, "FINISHED")
+
+    closed = tracking.close_abandoned_runs(client, experiment_id)
+    assert sorted(closed) == sorted([killed, stage])
+    status = {run_id: client.get_run(run_id).info.status for run_id in (killed, stage, finished, alive)}
+    assert status == {killed: "KILLED", stage: "KILLED", finished: "FINISHED", alive: "RUNNING"}
+    assert {client.get_run(run_id).info.status for run_id in (elsewhere, untagged)} == {"RUNNING"}
+    assert tracking.close_abandoned_runs(client, experiment_id) == []
+
+
+def test_a_flow_run_records_its_process(store: tuple[MlflowClient, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    client, _ = store
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tests")
+    parent = tracking.start_flow_run("run", {}, {}, uri=client.tracking_uri)
+    tags = client.get_run(parent.run_id).data.tags
+    assert (tags[tracking.PID_TAG], tags[tracking.HOST_TAG]) == (str(os.getpid()), socket.gethostname())
+    tracking.finish_run(parent, failed=False)
 
 
 def test_history_is_thinned_but_keeps_the_last_step(store: tuple[MlflowClient, str]) -> None:
