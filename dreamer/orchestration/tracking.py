@@ -226,7 +226,16 @@ def _process_alive(pid: str) -> bool:
 
 
 def finish_run(tracking: FlowTracking, failed: bool) -> None:
-    client(tracking.tracking_uri).set_terminated(tracking.run_id, "FAILED" if failed else "FINISHED")
+    """Terminate the parent run, after marking FAILED its stage runs still RUNNING: a stage interrupted
+    (SIGTERM, Ctrl-C) between creating its run and entering its body cannot close the run itself."""
+    mlflow_client = client(tracking.tracking_uri)
+    open_stages = mlflow_client.search_runs(
+        [tracking.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{tracking.run_id}' AND attributes.status = 'RUNNING'",
+    )
+    for stage in open_stages:
+        mlflow_client.set_terminated(stage.info.run_id, "FAILED")
+    mlflow_client.set_terminated(tracking.run_id, "FAILED" if failed else "FINISHED")
 
 
 @contextmanager

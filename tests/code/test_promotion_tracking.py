@@ -76,7 +76,10 @@ def test_parent_and_stage_runs(store: tuple[MlflowClient, str], monkeypatch: pyt
         stage.metrics({"rows": 10})
     with pytest.raises(RuntimeError), tracking.stage_run(parent, "validate"):
         raise RuntimeError("boom")
+    interrupted = client.create_run(parent.experiment_id, tags={"mlflow.parentRunId": parent.run_id})
     tracking.finish_run(parent, failed=True)
+    assert client.get_run(interrupted.info.run_id).info.status == "FAILED"  # closed with its parent
+    client.delete_run(interrupted.info.run_id)
     children = client.search_runs(
         [parent.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.run_id}'"
     )
