@@ -184,6 +184,35 @@ def test_feature_cache_keeps_the_most_recently_used(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key0", "key1", "key2", "key3", "key6"]
 
 
+def test_the_prefect_cache_entry_of_a_dataset_is_local_to_its_directory(tmp_path: Path) -> None:
+    """Prefect's result cache is shared by every project of the user: the same data in another project's
+    runs directory must not hand this run a path into that directory."""
+    from dreamer.orchestration.cache import prefect_cache_key
+
+    here, there = tmp_path / "here" / "key", tmp_path / "there" / "key"
+    assert prefect_cache_key("key", str(here)) == prefect_cache_key("key", str(here))
+    assert prefect_cache_key("key", str(here)) != prefect_cache_key("key", str(there))
+    assert prefect_cache_key("key", str(here)) != prefect_cache_key("other", str(here))
+
+
+def test_a_corrupted_dataset_is_not_reused(tmp_path: Path) -> None:
+    import numpy as np
+
+    from dreamer.features.dataset import DATASET_ARRAYS
+    from dreamer.orchestration.cache import reusable_dataset
+    from tests.model.conftest import market_from_returns
+
+    returns = np.random.default_rng(0).normal(scale=1e-3, size=120)
+    market_from_returns(
+        features=returns[:, None], next_returns=returns, splits={"train": (0, 80), "val": (85, 100), "test": (105, 120)}
+    ).save(tmp_path)
+    assert reusable_dataset(tmp_path)
+    arrays = tmp_path / DATASET_ARRAYS
+    arrays.write_bytes(arrays.read_bytes()[: arrays.stat().st_size // 2])  # a copy or a disk cut short
+    assert not reusable_dataset(tmp_path)
+    assert not reusable_dataset(tmp_path / "missing")
+
+
 def test_the_logged_data_spec_carries_no_credentials() -> None:
     """`DataSpec.to_dict()` is what the flow logs as the `data.*` MLflow params."""
     from dreamer.pipeline import DataSpec
