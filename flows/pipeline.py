@@ -41,10 +41,9 @@ from prefect.tasks import Task, exponential_backoff
 from dreamer.config import RunConfig, load_config
 from dreamer.data.errors import BybitAccessDenied, BybitRequestRejected, InvalidMarketError, SourceFileError
 from dreamer.errors import ConfigError
-from dreamer.features.dataset import DATASET_ARRAYS
 from dreamer.features.validate import DataValidationError
 from dreamer.orchestration import stage_logs, tracking
-from dreamer.orchestration.cache import features_cache_key, touch_and_prune
+from dreamer.orchestration.cache import features_cache_key, prefect_cache_key, reusable_dataset, touch_and_prune
 from dreamer.orchestration.summary import render_summary, validation_markdown
 from dreamer.orchestration.tracking import FlowTracking, stage_run
 from dreamer.paths import default_db_path, default_runs_dir
@@ -130,9 +129,12 @@ def fingerprint(spec: DataSpec, db_path: str, cfg: RunConfig) -> str:
     return key
 
 
-@task(name="build-features", cache_key_fn=lambda context, parameters: f"dreamer-features-{parameters['cache_key']}")
+@task(
+    name="build-features",
+    cache_key_fn=lambda context, parameters: prefect_cache_key(parameters["cache_key"], parameters["out_dir"]),
+)
 def build_features(spec: DataSpec, db_path: str, cfg: RunConfig, cache_key: str, out_dir: str) -> dict[str, Any]:
-    """Cached on `cache_key` (see `fingerprint`); MLflow logging happens in the flow, for hits too."""
+    """Cached on `cache_key` (see `fingerprint`) and `out_dir`; MLflow logging happens in the flow, for hits too."""
     result = stage_features(spec, db_path, cfg, out_dir)
     get_run_logger().info("dataset of %s bars in %s", result["rows"], out_dir)
     return result
@@ -211,11 +213,12 @@ def cached_features(
 ) -> tuple[dict[str, Any], bool]:
     """The run's dataset, built or reused from the features cache, and whether it was reused. The dataset
     lives under `<runs>/cache/features/<key>` (linked as `run_dir/dataset`); the few most recently used are
-    kept. A cache record whose dataset was deleted is refreshed instead of returning a dangling path."""
+    kept. A cache record whose dataset was deleted or damaged is refreshed (the dataset rebuilt) instead of
+    returning a dangling or broken path."""
     key = fingerprint(spec, db_path, cfg)
     cache_root = default_runs_dir() / "cache" / "features"
     dataset_dir = cache_root / key
-    features = build_features.with_options(refresh_cache=not (dataset_dir / DATASET_ARRAYS).exists())
+    features = build_features.with_options(refresh_cache=not reusable_dataset(dataset_dir))
     state = features(spec, db_path, cfg, key, str(dataset_dir), return_state=True)
     data, cached = state.result(), state.name == "Cached"
     for pruned in touch_and_prune(cache_root, dataset_dir):

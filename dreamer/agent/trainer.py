@@ -13,8 +13,8 @@ that ignores our orders, so a better policy would not give the world model diffe
 it is trained to convergence first (`dreamer.training`) and the policy then learns in the finished model.
 
 Everything is seeded; the checkpoint (written atomically every `checkpoint_every` updates and at the end)
-carries the random generators' states, so an interrupted run resumed from it finishes exactly like an
-uninterrupted one.
+carries the random generators' states and the last update's metrics, so an interrupted run resumed from it
+finishes exactly like an uninterrupted one, final metrics included.
 """
 
 from __future__ import annotations
@@ -102,13 +102,13 @@ def train_policy_in(
     next_settlements = torch.tensor(dataset.funding.next_settlements, dtype=torch.float32, device=device)  # [R]
     lanes = dataclasses.replace(Portfolio.flat(num_starts, device), position=random_positions(num_starts, cfg, device))
     step = 0
+    metrics: dict[str, float] = {}  # the last update's, reported as the final metrics
 
     if checkpoint_path.exists():
-        step, lanes = _resume(checkpoint_path, agent, sampler, world_model, cfg, device)
+        step, lanes, metrics = _resume(checkpoint_path, agent, sampler, world_model, cfg, device)
         truncate_metrics(metrics_path, step)
         log.info("resuming policy training from step %d of %d", step, cfg.policy_steps)
 
-    metrics: dict[str, float] = {}
     with metrics_path.open("a", encoding="utf-8") as metrics_file:
         while step < cfg.policy_steps:
             windows = sampler.sample_starts()  # [B]
@@ -128,7 +128,7 @@ def train_policy_in(
                 on_metrics(step, metrics)
             if step % checkpoint_every == 0 or step == cfg.policy_steps:
                 metrics_file.flush()
-                _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler)
+                _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler, metrics)
             if step % 100 == 0:
                 log.info(
                     "policy step %d/%d: imagined return %.3f bp, turnover %.3f a bar",
@@ -138,7 +138,7 @@ def train_policy_in(
                     metrics["imagined/turnover"],
                 )
     if not checkpoint_path.exists():  # policy_steps == 0: still a usable (untrained) agent
-        _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler)
+        _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler, metrics)
     return PolicyTrainingResult(checkpoint_path, metrics_path, step, metrics, time.perf_counter() - started)
 
 
@@ -169,6 +169,7 @@ def _save(
     step: int,
     lanes: Portfolio,
     sampler: SequenceSampler,
+    metrics: dict[str, float],
 ) -> None:
     save_checkpoint(
         path,
@@ -185,6 +186,7 @@ def _save(
             "step": step,
             "lanes": lanes.to_dict(),
             "rng": rng_state(sampler.generator),
+            "metrics": dict(metrics),  # a rerun with no update left to do reports these
         },
     )
 
@@ -196,7 +198,8 @@ def _resume(
     world_model: WorldModel,
     cfg: DreamerConfig,
     device: torch.device,
-) -> tuple[int, Portfolio]:
+) -> tuple[int, Portfolio, dict[str, float]]:
+    """Restore `agent` and `sampler` from the checkpoint at `path`; its step, lanes and last metrics."""
     saved = load_checkpoint(path, device)
     current = dataclasses.asdict(cfg)
     changed = sorted(k for k, v in saved["config"].items() if current.get(k) != v and k not in _RESUMABLE_CHANGES)
@@ -210,4 +213,6 @@ def _resume(
     agent.load_state_dict(saved["actor_critic"])
     agent.optimizer.load_state_dict(saved["optimizer"])
     restore_rng_state(saved["rng"], sampler.generator)
-    return int(saved["step"]), Portfolio.from_dict(saved["lanes"], device)
+    # Checkpoints written before the metrics were saved with them have none to report.
+    metrics = {key: float(value) for key, value in saved.get("metrics", {}).items()}
+    return int(saved["step"]), Portfolio.from_dict(saved["lanes"], device), metrics

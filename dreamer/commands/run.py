@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,10 @@ EXAMPLES = """examples:
 
 This is one run of the Prefect flow `dreamer` (what the `dreamer/daily` deployment runs), here, without a
 deployment: every stage is tracked in MLflow ($MLFLOW_TRACKING_URI, default ./mlflow) and the agent is
-registered and promoted. Without $PREFECT_API_URL (a server such as `make up`'s), Prefect starts a
-temporary local server for the run. `python -m flows.pipeline` takes the same arguments.
+registered and promoted. The run reports to a temporary local Prefect server of its own, stopped when it
+ends (Ctrl-C and SIGTERM included), unless --prefect-api-url or $PREFECT_API_URL name a server (such as
+`make up`'s); the active Prefect profile's server is used only with DREAMER_USE_PREFECT_PROFILE=1.
+`python -m flows.pipeline` takes the same arguments.
 
 Everything of the run goes under --run-dir (default $DREAMER_RUNS_DIR or runs/, then
 <UTC time>-<symbol>-<interval>-<flow run name>); the report (agent and baseline backtests, world-model
@@ -59,6 +60,10 @@ def register(subparsers: Any) -> None:
     add_threads_arg(parser)
     parser.add_argument("--run-dir", help="directory of this run's outputs (rerun with the same one to resume)")
     parser.add_argument("--metrics-out", help="also write the report JSON here")
+    parser.add_argument(
+        "--prefect-api-url",
+        help="report to this Prefect server (e.g. http://127.0.0.1:4200/api, `make up`'s) instead of a temporary one",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         run_dir=args.run_dir,
+        prefect_api_url=args.prefect_api_url,
     )
     report = summary["report"]
     if args.metrics_out:
@@ -104,14 +110,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_flow(**parameters: Any) -> dict[str, Any]:
-    """Check the parameters, then run the Prefect flow `dreamer` with them in this process and return its
-    summary; a failed run raises its error. Shared by `dreamer run`, `dreamer demo` and `python -m flows.pipeline`."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # a temporary server must not phone home
+def run_flow(prefect_api_url: str | None = None, **parameters: Any) -> dict[str, Any]:
+    """Check the parameters, then run the Prefect flow `dreamer` with them in this process, reporting to
+    `prefect_api(prefect_api_url)`, and return its summary; a failed run raises its error. Shared by
+    `dreamer run`, `dreamer demo` and `python -m flows.pipeline`."""
+    from dreamer.orchestration.prefect_api import prefect_api, sigterm_exits
     from flows.pipeline import check_parameters, dreamer_flow
 
     check_parameters(parameters)
-    return dreamer_flow(**parameters)
+    with sigterm_exits(), prefect_api(prefect_api_url):
+        return dreamer_flow(**parameters)
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:

@@ -3,7 +3,8 @@
 The flow computes the key before building features (one read of the window's klines and funding from DuckDB, a
 fraction of a second for a year of 5-minute bars) and keys the Prefect task cache and the dataset's
 directory on it: same klines, same split settings, same feature code -> the dataset built before is
-reused; any corrected candle or settlement, new bar, changed setting or edited SQL -> a new key.
+reused; any corrected candle or settlement, new bar, changed setting or edited SQL -> a new key. A cached
+dataset is reused only from this runs directory's cache and only if it loads cleanly.
 """
 
 from __future__ import annotations
@@ -47,6 +48,26 @@ def features_cache_key(spec: Any, db_path: str | Path, cfg: RunConfig) -> str:
         "code": code_fingerprint(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def prefect_cache_key(cache_key: str, dataset_dir: str | Path) -> str:
+    """Key of the features task in Prefect's result cache: `cache_key` and the dataset's directory. That
+    cache lives in the user's Prefect home, shared by every project: keyed on the data alone, a run would be
+    handed the dataset directory of another project's run on the same data (gone once that is cleaned)."""
+    location = hashlib.sha256(str(Path(dataset_dir).resolve()).encode()).hexdigest()[:16]
+    return f"dreamer-features-{cache_key}-{location}"
+
+
+def reusable_dataset(dataset_dir: str | Path) -> bool:
+    """Whether `dataset_dir` holds a dataset that loads, every array read in full (zip checksums included):
+    a missing, truncated or corrupted one is rebuilt rather than reused to fail a later stage."""
+    from dreamer.features.dataset import MarketDataset
+
+    try:
+        MarketDataset.load(dataset_dir)
+    except Exception:  # whatever the damage (a bad zip, a missing array, bad JSON), the cure is a rebuild
+        return False
+    return True
 
 
 def code_fingerprint() -> str:

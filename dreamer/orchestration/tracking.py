@@ -5,6 +5,8 @@ directory: `sqlite:////abs/path/mlflow/mlflow.db` (an absolute URI, so every pro
 from the same directory, e.g. the Prefect worker and the MLflow UI, sees the same runs) and artifacts in
 `./mlflow/artifacts/`. A local sqlite store always gets an explicit artifact location next to its database
 (MLflow would otherwise default to `./mlruns` relative to whichever process created the experiment).
+Several runs may share a local store: the first to open a fresh one creates its tables under a file lock
+(`<db>.lock`) while the others wait.
 
 Layout. One **parent run** per pipeline run (named after the Prefect flow run), holding the full config
 as params, the tags below, the data's identity as a dataset input, the headline metrics (agent and
@@ -20,8 +22,10 @@ the same from Prefect tasks in any thread or process; stages exchange only the p
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -43,6 +47,10 @@ UI_URL_ENV = "DREAMER_MLFLOW_UI"
 DEFAULT_EXPERIMENT = "dreamer"
 LOCAL_STORE_DIR = Path("mlflow")
 STAGE_TAG = "dreamer.stage"
+PID_TAG, HOST_TAG = "dreamer.pid", "dreamer.host"
+"""The process that owns a parent run, so that a later run can tell it was killed (`close_abandoned_runs`)."""
+
+log = logging.getLogger(__name__)
 
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _PARAM_BATCH = 100
@@ -79,14 +87,35 @@ def artifact_location(uri: str) -> str | None:
 
 
 def client(uri: str | None = None) -> MlflowClient:
-    """An `MlflowClient` on `uri` (default: `tracking_uri()`); creates a local store's directory."""
+    """An `MlflowClient` on `uri` (default: `tracking_uri()`); a local store is created and migrated first,
+    under a lock (`_open_local_store`)."""
     from mlflow import MlflowClient
 
     uri = uri or tracking_uri()
     db_path = sqlite_db_path(uri)
-    if db_path is not None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+    if db_path is not None and uri not in _opened_stores:
+        _open_local_store(uri, db_path)
+        _opened_stores.add(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+_opened_stores: set[str] = set()
+"""sqlite URIs whose stores this process has opened (MLflow caches the stores per URI and process)."""
+
+
+def _open_local_store(uri: str, db_path: Path) -> None:
+    """Open the tracking and registry stores of a sqlite URI under a file lock next to its database.
+
+    Opening a store creates and migrates its tables when they are missing, with no lock of MLflow's own:
+    two processes doing it at once on a fresh store both fail half-way ("table ... already exists") and
+    leave a store that no later run can open. Under the lock, the first process creates the tables and the
+    others find them; the stores opened here are MLflow's cached ones, used by every later client of `uri`."""
+    from filelock import FileLock
+    from mlflow import MlflowClient
+
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db_path}.lock"):
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models(max_results=1)
 
 
 def ensure_experiment(mlflow_client: MlflowClient, name: str | None = None) -> str:
@@ -156,17 +185,57 @@ def start_flow_run(
     experiment: str | None = None,
 ) -> FlowTracking:
     """Create the parent run of a pipeline run (in `experiment`, default `ensure_experiment`'s), with its
-    tags and params."""
+    tags and params, after closing the runs that killed runs left open in the experiment."""
     mlflow_client = client(uri)
     experiment_id = ensure_experiment(mlflow_client, experiment)
-    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=_strings(tags))
+    for run_id in close_abandoned_runs(mlflow_client, experiment_id):
+        log.warning("MLflow run %s was left RUNNING by a process that is gone: marked KILLED", run_id)
+    process = {PID_TAG: os.getpid(), HOST_TAG: socket.gethostname()}
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags=_strings({**tags, **process}))
     tracking = FlowTracking(mlflow_client.tracking_uri, experiment_id, run.info.run_id)
     tracking.logger().params(params)
     return tracking
 
 
+def close_abandoned_runs(mlflow_client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING parent runs of this host whose process is gone (killed with -9, or with its
+    machine), and their RUNNING stage runs; returns their ids. Runs of other hosts, or without the process
+    tags, cannot be checked and are left alone."""
+    running = mlflow_client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
+    host = socket.gethostname()
+    abandoned = [
+        run.info.run_id
+        for run in running
+        if run.data.tags.get(HOST_TAG) == host and not _process_alive(run.data.tags.get(PID_TAG, ""))
+    ]
+    stages = [run.info.run_id for run in running if run.data.tags.get("mlflow.parentRunId") in abandoned]
+    for run_id in abandoned + stages:
+        mlflow_client.set_terminated(run_id, "KILLED")
+    return abandoned + stages
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether process `pid` of this host exists (an unreadable tag counts as alive: nothing is closed)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):  # an unreadable tag; another user's process
+        return True
+    return True
+
+
 def finish_run(tracking: FlowTracking, failed: bool) -> None:
-    client(tracking.tracking_uri).set_terminated(tracking.run_id, "FAILED" if failed else "FINISHED")
+    """Terminate the parent run, after marking FAILED its stage runs still RUNNING: a stage interrupted
+    (SIGTERM, Ctrl-C) between creating its run and entering its body cannot close the run itself."""
+    mlflow_client = client(tracking.tracking_uri)
+    open_stages = mlflow_client.search_runs(
+        [tracking.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{tracking.run_id}' AND attributes.status = 'RUNNING'",
+    )
+    for stage in open_stages:
+        mlflow_client.set_terminated(stage.info.run_id, "FAILED")
+    mlflow_client.set_terminated(tracking.run_id, "FAILED" if failed else "FINISHED")
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -95,13 +96,56 @@ def test_parent_and_stage_runs(store: tuple[MlflowClient, str], monkeypatch: pyt
         stage.metrics({"rows": 10})
     with pytest.raises(RuntimeError), tracking.stage_run(parent, "validate"):
         raise RuntimeError("boom")
+    interrupted = client.create_run(parent.experiment_id, tags={"mlflow.parentRunId": parent.run_id})
     tracking.finish_run(parent, failed=True)
+    assert client.get_run(interrupted.info.run_id).info.status == "FAILED"  # closed with its parent
+    client.delete_run(interrupted.info.run_id)
     children = client.search_runs(
         [parent.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.run_id}'"
     )
     statuses = {child.data.tags["dreamer.stage"]: child.info.status for child in children}
     assert statuses == {"ingest": "FINISHED", "validate": "FAILED"}
     assert client.get_run(parent.run_id).info.status == "FAILED"
+
+
+def test_runs_left_running_by_a_killed_process_are_closed(store: tuple[MlflowClient, str]) -> None:
+    """A run killed with -9 leaves its parent and stage runs RUNNING; the next run on the store closes them
+    as KILLED, and only them: runs of live processes, of other hosts or without a process tag are kept."""
+    import socket
+    import subprocess
+    import sys
+
+    client, _ = store
+    experiment_id = tracking.ensure_experiment(client, "abandoned")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+
+    def parent(pid: int | None, host: str = socket.gethostname()) -> str:
+        tags = {} if pid is None else {tracking.PID_TAG: str(pid), tracking.HOST_TAG: host}
+        return client.create_run(experiment_id, tags=tags).info.run_id
+
+    killed, alive, elsewhere, untagged = parent(gone.pid), parent(os.getpid()), parent(gone.pid, "other"), parent(None)
+    stage = client.create_run(experiment_id, tags={"mlflow.parentRunId": killed}).info.run_id
+    finished = client.create_run(experiment_id, tags={"mlflow.parentRunId": killed}).info.run_id
+    client.set_terminated(finished, "FINISHED")
+
+    closed = tracking.close_abandoned_runs(client, experiment_id)
+    assert sorted(closed) == sorted([killed, stage])
+    status = {run_id: client.get_run(run_id).info.status for run_id in (killed, stage, finished, alive)}
+    assert status == {killed: "KILLED", stage: "KILLED", finished: "FINISHED", alive: "RUNNING"}
+    assert {client.get_run(run_id).info.status for run_id in (elsewhere, untagged)} == {"RUNNING"}
+    assert tracking.close_abandoned_runs(client, experiment_id) == []
+
+
+def test_a_flow_run_records_its_process(store: tuple[MlflowClient, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    client, _ = store
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tests")
+    parent = tracking.start_flow_run("run", {}, {}, uri=client.tracking_uri)
+    tags = client.get_run(parent.run_id).data.tags
+    assert (tags[tracking.PID_TAG], tags[tracking.HOST_TAG]) == (str(os.getpid()), socket.gethostname())
+    tracking.finish_run(parent, failed=False)
 
 
 def test_history_is_thinned_but_keeps_the_last_step(store: tuple[MlflowClient, str]) -> None:
@@ -158,6 +202,35 @@ def test_feature_cache_keeps_the_most_recently_used(tmp_path: Path) -> None:
     pruned = touch_and_prune(tmp_path, entries[6], keep=5)  # the oldest is used again: it stays
     assert sorted(p.name for p in pruned) == ["key4", "key5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key0", "key1", "key2", "key3", "key6"]
+
+
+def test_the_prefect_cache_entry_of_a_dataset_is_local_to_its_directory(tmp_path: Path) -> None:
+    """Prefect's result cache is shared by every project of the user: the same data in another project's
+    runs directory must not hand this run a path into that directory."""
+    from dreamer.orchestration.cache import prefect_cache_key
+
+    here, there = tmp_path / "here" / "key", tmp_path / "there" / "key"
+    assert prefect_cache_key("key", str(here)) == prefect_cache_key("key", str(here))
+    assert prefect_cache_key("key", str(here)) != prefect_cache_key("key", str(there))
+    assert prefect_cache_key("key", str(here)) != prefect_cache_key("other", str(here))
+
+
+def test_a_corrupted_dataset_is_not_reused(tmp_path: Path) -> None:
+    import numpy as np
+
+    from dreamer.features.dataset import DATASET_ARRAYS
+    from dreamer.orchestration.cache import reusable_dataset
+    from tests.model.conftest import market_from_returns
+
+    returns = np.random.default_rng(0).normal(scale=1e-3, size=120)
+    market_from_returns(
+        features=returns[:, None], next_returns=returns, splits={"train": (0, 80), "val": (85, 100), "test": (105, 120)}
+    ).save(tmp_path)
+    assert reusable_dataset(tmp_path)
+    arrays = tmp_path / DATASET_ARRAYS
+    arrays.write_bytes(arrays.read_bytes()[: arrays.stat().st_size // 2])  # a copy or a disk cut short
+    assert not reusable_dataset(tmp_path)
+    assert not reusable_dataset(tmp_path / "missing")
 
 
 def test_the_logged_data_spec_carries_no_credentials() -> None:

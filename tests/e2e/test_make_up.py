@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -32,6 +33,19 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def wait_for_flow_process(worker: int, timeout: float = 180) -> int:
+    """The PID of the first flow-run process the worker starts (`python -m prefect.engine`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(worker)], capture_output=True, text=True)
+        for line in children.stdout.splitlines():
+            pid, args = line.split(maxsplit=1)
+            if "prefect" in args and "engine" in args:
+                return int(pid)
+        time.sleep(1)
+    raise AssertionError(f"the worker started no flow run within {timeout} s")
 
 
 def test_up_then_down(tmp_path: Path) -> None:
@@ -74,12 +88,22 @@ def test_up_then_down(tmp_path: Path) -> None:
         again = subprocess.run(["bash", "scripts/up.sh"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
         assert again.returncode != 0 and "already running" in again.stderr  # and nothing was stopped by it
         assert all(alive(pid) for pid in pids.values())
+
+        # A deployment run in progress when `down` comes: the worker's flow-run process must not outlive it.
+        started = subprocess.run(
+            [str(Path(sys.executable).with_name("prefect")), "deployment", "run", "dreamer/daily",
+             "--param", "source=sample", "--param", "config=default", "--param", f"db_path={tmp_path / 'db.duckdb'}"],
+            cwd=tmp_path, env=shell, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
+        flow_process = wait_for_flow_process(pids["prefect-worker"])
     finally:
         down = subprocess.run(
             ["bash", "scripts/down.sh"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
         )
     assert down.returncode == 0, down.stdout + down.stderr
     assert not any(alive(pid) for pid in pids.values())
+    assert "Cancelling flow run" in down.stdout and not alive(flow_process), down.stdout
     assert not list(state.glob("*.pid"))
     assert 'active = "ephemeral"' in (home / "profiles.toml").read_text()
     for port in (prefect_port, mlflow_port):

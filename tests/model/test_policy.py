@@ -126,6 +126,15 @@ def test_training_resumes_exactly(dataset, world_model_checkpoint, tmp_path):
     assert lines(straight.metrics_path) == lines(resumed.metrics_path)
 
 
+def test_a_rerun_of_finished_training_reports_the_same_final_metrics(dataset, world_model_checkpoint, tmp_path):
+    """A run killed after the policy stage reruns it from its final checkpoint: no update is left to do, so
+    the final metrics must come from the checkpoint (the rerun's report would otherwise say `{}`)."""
+    first = train_policy(world_model_checkpoint, dataset, CFG, tmp_path)
+    again = train_policy(world_model_checkpoint, dataset, CFG, tmp_path)
+    assert again.steps == first.steps == CFG.policy_steps
+    assert first.final_metrics and again.final_metrics == first.final_metrics
+
+
 def test_resume_refuses_another_config(dataset, world_model_checkpoint, tmp_path):
     train_policy(world_model_checkpoint, dataset, dataclasses.replace(CFG, policy_steps=1), tmp_path)
     with pytest.raises(AgentCheckpointError, match="entropy_coef"):
