@@ -92,6 +92,9 @@ def register_and_promote(
         metadata=model_metadata(data),
     )
     latest = latest_position(mlflow.pyfunc.load_model(info.model_uri), db_path, *market)
+    orphans = registry.delete_orphan_versions(mlflow_client, name)
+    if orphans:
+        log.info("deleted version(s) %s of %s, registered by runs killed before their decision", orphans, name)
     version = registry.register_version(
         mlflow_client, name, info.model_uri, tracking.run_id, tags=version_tags(data), model_id=info.model_id
     )

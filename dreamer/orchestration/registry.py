@@ -246,6 +246,22 @@ def register_version(
     return client.create_model_version(name, source=model_uri, run_id=run_id, tags=dict(tags or {}), model_id=model_id)
 
 
+def delete_orphan_versions(client: MlflowClient, name: str) -> list[str]:
+    """Delete the versions of `name` that a killed run registered but never decided on: no decision tag, no
+    alias, and a run that is over (a killed run is closed as KILLED by the next run on the store, see
+    `dreamer.orchestration.tracking`). A run still RUNNING may be between registering and deciding, so its
+    version stays. Returns the deleted versions; a rerun after a kill so leaves one version per decided run."""
+    orphans = []
+    for version in client.search_model_versions(f"name = '{name}'"):
+        if f"{TAG_PREFIX}decision" in version.tags or version.aliases or version.run_id is None:
+            continue
+        if client.get_run(version.run_id).info.status == "RUNNING":
+            continue
+        client.delete_model_version(name, version.version)
+        orphans.append(str(version.version))
+    return orphans
+
+
 def apply_decision(client: MlflowClient, name: str, version: str, decision: PromotionDecision) -> None:
     """Write the decision as tags on `version`, then move the alias (the last step, so a crash before it
     leaves the previous champion in place)."""

@@ -21,6 +21,7 @@ from dreamer.orchestration.registry import (
     champion_version,
     commit_decision,
     decide_promotion,
+    delete_orphan_versions,
     legacy_model_name,
     market_champion,
     market_mismatch,
@@ -233,6 +234,20 @@ def test_registry_without_champion_but_with_a_rejected_first_model(registry: tup
     apply_decision(client, name, version, decide_promotion(metrics(1.0, max_drawdown=-0.9), None, CFG))
     assert _alias(client, name, CHAMPION) is None
     assert _alias(client, name, CHALLENGER) == version
+
+
+def test_versions_of_killed_runs_without_a_decision_are_deleted(registry: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = registry
+    name = registered_model_name("linear", "XRPUSDT", "5")
+    decided = _new_version(client, experiment_id, name)
+    apply_decision(client, name, decided, decide_promotion(metrics(1.0), None, CFG))
+    killed = _new_version(client, experiment_id, name)  # registered, then the run died before deciding
+    client.set_terminated(client.get_model_version(name, killed).run_id, "KILLED")
+    running = _new_version(client, experiment_id, name)  # another run, between registering and deciding
+    assert delete_orphan_versions(client, name) == [killed]
+    left = {str(v.version) for v in client.search_model_versions(f"name = '{name}'")}
+    assert left == {decided, running}
+    assert delete_orphan_versions(client, name) == []
 
 
 def test_a_legacy_champion_is_adopted_only_by_its_own_category(registry: tuple[MlflowClient, str]) -> None:
