@@ -22,9 +22,13 @@ from typing import Any
 
 import pytest
 
-from dreamer.paths import BUNDLED_CONFIGS_DIR, PROJECT_ROOT
-from tests.conftest import FAKE_SERIES_KEY
-from tests.fakes.bybit_server import FakeBybit
+from dreamer.paths import BUNDLED_CONFIGS_DIR, PROJECT_ROOT, SAMPLE_CSV
+from tests.conftest import FAKE_FUNDING_KEY, FAKE_SERIES_KEY
+from tests.fakes.bybit_server import FakeBybit, FundingSeries, KlineSeries
+
+DEPLOYMENT_CANDLES = 12_321
+"""What the fake serves here: a tiny run needs a week of feature warm-up and two week-long purges besides
+its splits (the ingestion tests' shorter series would leave no train split)."""
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 LOOSE_GUARD_RAILS = "promotion:\n  max_drawdown_limit: 1.0\n  metric_floor: null\n"
@@ -66,7 +70,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, fake_bybit: FakeBybit) -> Iterator[dict[str, Any]]:
+def deployment_bybit(sample_funding: FundingSeries) -> Iterator[FakeBybit]:
+    """A fake Bybit serving the first DEPLOYMENT_CANDLES candles of the sample and its funding."""
+    series = KlineSeries.from_csv(SAMPLE_CSV, count=DEPLOYMENT_CANDLES)
+    with FakeBybit({FAKE_SERIES_KEY: series}, {FAKE_FUNDING_KEY: sample_funding}) as fake:
+        yield fake
+
+
+@pytest.fixture
+def stack(tmp_path: Path, deployment_bybit: FakeBybit) -> Iterator[dict[str, Any]]:
     """A Prefect server on a free loopback port with a temporary PREFECT_HOME, and the environment a
     worker would be started in (Bybit URL, MLflow store, runs dir, all temporary)."""
     port = free_port()
@@ -77,7 +89,7 @@ def stack(tmp_path: Path, fake_bybit: FakeBybit) -> Iterator[dict[str, Any]]:
         "PREFECT_API_URL": api,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_CLI_COLORS": "false",
-        "DREAMER_BYBIT_URL": fake_bybit.url,
+        "DREAMER_BYBIT_URL": deployment_bybit.url,
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}",
         "DREAMER_RUNS_DIR": str(tmp_path / "runs"),
     }
@@ -100,7 +112,7 @@ def stack(tmp_path: Path, fake_bybit: FakeBybit) -> Iterator[dict[str, Any]]:
     server = spawn("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
     try:
         wait_for_http(f"{api}/health", server, tmp_path / "server.log")
-        yield {"env": env, "spawn": spawn, "tmp": tmp_path, "fake": fake_bybit, "api": api}
+        yield {"env": env, "spawn": spawn, "tmp": tmp_path, "fake": deployment_bybit, "api": api}
     finally:
         for process in reversed(processes):
             stop(process)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 LOOSE_GUARD_RAILS = "promotion:\n  max_drawdown_limit: 1.0\n  metric_floor: null\n"
 """An agent trained 20 steps loses money: without these, the tiny config would never produce a champion."""
 
-START = "2026-07-01"  # ~20 days of the sample: ~5,700 bars after the feature warm-up
+START = "2026-06-01"  # ~50 days of the sample: ~8,300 bars after the week-long warm-up and the two purges
 STAGES = {"ingest", "validate", "features", "world_model", "policy", "evaluate", "promote"}
 
 
@@ -87,7 +87,7 @@ def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, An
     tags = parent.data.tags
     assert tags["symbol"] == "BTCUSDT" and tags["interval"] == "5" and tags["config"] == "tiny"
     assert len(tags["git_commit"]) >= 40 or tags["git_commit"] == "unknown"
-    assert tags["data.first_open_time"].startswith("2026-07-0") and tags["data.last_open_time"].startswith("2026-07-21")
+    assert tags["data.first_open_time"].startswith("2026-06-0") and tags["data.last_open_time"].startswith("2026-07-21")
     assert tags["promotion.decision"] == "champion"
     params = parent.data.params
     assert params["dreamer.world_model_steps"] == "20" and params["promotion.metric_floor"] == "null"
