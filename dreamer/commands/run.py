@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         funding_path=args.funding_path,
         start=args.start,
         end=args.end,
-        base_url=args.base_url,
+        base_url=_parameter_safe(args.base_url),
         seed=args.seed,
         device=args.device,
         threads=args.threads,
@@ -120,6 +120,21 @@ def run_flow(prefect_api_url: str | None = None, **parameters: Any) -> dict[str,
     check_parameters(parameters)
     with sigterm_exits(), prefect_api(prefect_api_url):
         return dreamer_flow(**parameters)
+
+
+def _parameter_safe(base_url: str | None) -> str | None:
+    """`base_url` as a flow parameter, or None when it carries credentials: Prefect stores flow parameters
+    in its database, so such a URL reaches the flow through `$DREAMER_BYBIT_URL` (read by the flow when the
+    parameter is empty) and is recorded nowhere but in its redacted form."""
+    import os
+
+    from dreamer.data.bybit import redact_url
+    from flows.pipeline import BYBIT_URL_ENV
+
+    if base_url is None or redact_url(base_url) == base_url:
+        return base_url
+    os.environ[BYBIT_URL_ENV] = base_url
+    return None
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:

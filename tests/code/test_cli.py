@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -62,3 +63,26 @@ def test_max_rps_must_be_a_finite_rate(value: str, capsys: pytest.CaptureFixture
 
 def test_max_rps_zero_turns_pacing_off() -> None:
     assert build_parser().parse_args(["ingest", "--max-rps", "0"]).max_rps == 0.0
+
+
+def test_dreamer_run_never_hands_credentials_to_prefect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect stores flow parameters in its database: a base URL with credentials goes through the
+    environment (read by the flow when its parameter is empty), one without them stays a parameter."""
+    import dreamer.commands.run as run_command
+
+    passed: dict[str, object] = {}
+
+    def capture(**parameters: object) -> dict[str, object]:
+        passed.update(parameters)
+        raise SystemExit(0)  # stop before the flow would run
+
+    monkeypatch.setattr(run_command, "run_flow", capture)
+    monkeypatch.delenv("DREAMER_BYBIT_URL", raising=False)
+    with pytest.raises(SystemExit):
+        main(["run", "--base-url", "https://trader:s3cret@api.example.com"])
+    assert passed["base_url"] is None
+    assert os.environ["DREAMER_BYBIT_URL"] == "https://trader:s3cret@api.example.com"
+    monkeypatch.delenv("DREAMER_BYBIT_URL")
+    with pytest.raises(SystemExit):
+        main(["run", "--base-url", "https://api.example.com"])
+    assert passed["base_url"] == "https://api.example.com" and "DREAMER_BYBIT_URL" not in os.environ
