@@ -7,20 +7,29 @@ not followed because `make up` makes its profile active: a run started then woul
 once `make down` stopped it, hang retrying its API after the work was done.
 
 The temporary server is a subprocess, stopped when the run ends however it ends: completed, failed,
-interrupted (Ctrl-C) or terminated (SIGTERM, turned into an exit that runs this clean-up). Only a kill -9 of
-the run leaves it behind.
+interrupted (Ctrl-C) or terminated (SIGTERM, turned into an exit that runs this clean-up). A kill -9 of the
+run gives it no chance to: the server goes on listening. So every temporary server is recorded (run pid,
+server pid) under `$PREFECT_HOME/dreamer-servers/` while it runs, and the next run that starts one first
+stops the servers whose run is gone (`stop_orphaned_servers`): a rerun completes what a crash left.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 API_URL_ENV = "PREFECT_API_URL"
 USE_PROFILE_ENV = "DREAMER_USE_PREFECT_PROFILE"
+SERVER_RECORDS = "dreamer-servers"  # under PREFECT_HOME: one JSON file per temporary server running
+SERVER_COMMAND = "prefect.server.api.server:create_app"  # in the command line of Prefect's temporary servers
+
+log = logging.getLogger(__name__)
 
 
 def chosen_api_url(
@@ -45,7 +54,7 @@ def prefect_api(requested: str | None = None) -> Iterator[str]:
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, load_current_profile, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, load_current_profile, temporary_settings
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # a temporary server must not phone home
     profile_url = load_current_profile().settings.get(PREFECT_API_URL)
@@ -54,8 +63,15 @@ def prefect_api(requested: str | None = None) -> Iterator[str]:
         with temporary_settings({PREFECT_API_URL: url}):
             yield url
         return
+    records = Path(PREFECT_HOME.value()) / SERVER_RECORDS
+    for pid in stop_orphaned_servers(records):
+        log.warning("stopped temporary Prefect server (pid %d) left listening by a killed run", pid)
     server = SubprocessASGIServer(port=None)
     server.start()
+    assert server.server_process is not None  # started
+    record = records / f"{server.server_process.pid}.json"
+    records.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"run_pid": os.getpid(), "server_pid": server.server_process.pid}))
     try:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             try:
@@ -65,6 +81,47 @@ def prefect_api(requested: str | None = None) -> Iterator[str]:
                 EventsWorker.drain_all()
     finally:
         server.stop()
+        record.unlink(missing_ok=True)
+
+
+def stop_orphaned_servers(records: Path) -> list[int]:
+    """Terminate the temporary servers recorded under `records` whose run process is gone (killed with -9),
+    and forget their records. A server is only signalled while its command line is still a Prefect server's
+    (a recycled pid is left alone), and a run whose pid is alive is taken as still running. Returns the pids
+    terminated."""
+    stopped = []
+    for record in sorted(records.glob("*.json")):
+        try:
+            entry = json.loads(record.read_text())
+            run_pid, server_pid = int(entry["run_pid"]), int(entry["server_pid"])
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable: nothing to act on safely
+            record.unlink(missing_ok=True)
+            continue
+        if _alive(run_pid):
+            continue
+        if _alive(server_pid) and SERVER_COMMAND in _command_line(server_pid):
+            os.kill(server_pid, signal.SIGTERM)
+            stopped.append(server_pid)
+        record.unlink(missing_ok=True)
+    return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process, alive
+        return True
+    return True
+
+
+def _command_line(pid: int) -> str:
+    """The process's command line (Linux `/proc`); empty where it cannot be read, so nothing is signalled."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 @contextmanager
