@@ -17,7 +17,7 @@ from dreamer.features.build import (
     compute_features,
 )
 from dreamer.paths import read_sql
-from tests.feature_fixtures import synthetic_funding, synthetic_klines
+from tests.feature_fixtures import synthetic_klines
 
 GAP = range(2400, 2412)  # 12 missing bars
 BOOKKEEPING = ["open_time_ms", "segment_id", "after_gap", "warmup"]
@@ -26,16 +26,6 @@ BOOKKEEPING = ["open_time_ms", "segment_id", "after_gap", "warmup"]
 @pytest.fixture(scope="module")
 def klines() -> pd.DataFrame:
     return synthetic_klines(4800, missing=(GAP,))
-
-
-@pytest.fixture(scope="module")
-def funding(klines: pd.DataFrame) -> pd.DataFrame:
-    return synthetic_funding(klines)
-
-
-@pytest.fixture(scope="module")
-def features(klines: pd.DataFrame, funding: pd.DataFrame) -> pd.DataFrame:
-    return compute_features(klines, "5", funding)
 
 
 def assert_frames_close(left: pd.DataFrame, right: pd.DataFrame, tol: float = 1e-12) -> None:

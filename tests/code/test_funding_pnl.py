@@ -25,16 +25,6 @@ def klines() -> pd.DataFrame:
     return synthetic_klines(400, missing=(range(190, 200),))  # 50 minutes missing, around 16:00
 
 
-@pytest.fixture(scope="module")
-def funding(klines: pd.DataFrame) -> pd.DataFrame:
-    return synthetic_funding(klines)
-
-
-@pytest.fixture(scope="module")
-def features(klines: pd.DataFrame, funding: pd.DataFrame) -> pd.DataFrame:
-    return compute_features(klines, "5", funding)
-
-
 def rate_at(funding: pd.DataFrame, hours: float) -> float:
     """The rate settled at 2026-01-01 00:00 UTC + `hours`."""
     [rate] = funding.loc[funding["funding_time_ms"] == FIRST_MS + int(hours * HOUR_MS), "funding_rate"]
