@@ -334,10 +334,13 @@ def _restore(
 
 
 def _saved_metrics(path: Path) -> dict[str, float]:
-    """Metrics stored with a checkpoint that needs no further update (rerun of a finished run)."""
+    """Metrics stored with a checkpoint that needs no further update (rerun of a finished run), less what
+    is measured again after training (`val/` losses, the `calibration/` offset), so the final metrics come
+    out in the order of an uninterrupted run."""
     if not path.exists():
         return {}
-    return {k: float(v) for k, v in read_checkpoint(path)["metrics"].items() if not k.startswith("val/")}
+    metrics = read_checkpoint(path)["metrics"].items()
+    return {k: float(v) for k, v in metrics if not k.startswith(("val/", "calibration/"))}
 
 
 def truncate_metrics(path: Path, step: int) -> None:
