@@ -124,11 +124,31 @@ def registered_version(
         reason = f" ({exc.error_code})"
     if version is None:
         wanted = f"version {args.version}" if args.version else f"alias {args.alias!r}"
-        raise DreamerError(
-            f"no {wanted} of model {name} in the registry at {uri}{reason}; "
-            "train one with the `dreamer` flow (make up, then prefect deployment run dreamer/daily)"
-        )
+        raise DreamerError(f"no {wanted} of model {name} in the registry at {uri}{reason}; {what_exists(client, name)}")
     return version
+
+
+def what_exists(client: MlflowClient, name: str) -> str:
+    """What a user asking for a missing model can do instead: trade the challenger, pick a registered model
+    that exists (a misspelled symbol, another interval), or train one."""
+    from mlflow.exceptions import MlflowException
+
+    from dreamer.orchestration import registry
+
+    train = "train one with the `dreamer` flow (`dreamer run`, or make up then prefect deployment run dreamer/daily)"
+    try:
+        challenger = client.get_model_version_by_alias(name, registry.CHALLENGER)
+    except MlflowException:
+        challenger = None
+    if challenger is not None:
+        return (
+            f"no model of this market has passed the promotion guard rails yet; `--alias challenger` trades the "
+            f"latest candidate (v{challenger.version}), or {train}"
+        )
+    names = sorted(model.name for model in client.search_registered_models() if model.name.startswith("dreamer-"))
+    if name not in names:
+        return f"registered models: {', '.join(names) or 'none'}; {train}"
+    return train
 
 
 def load_model(model_uri: str, label: str) -> PyFuncModel:

@@ -89,3 +89,24 @@ def test_predict_says_in_one_line_what_to_do_when_the_champion_cannot_be_loaded(
         "its artifacts are missing or damaged: run the `dreamer` flow again to register a new champion "
         "(it replaces one that cannot be loaded), or pick a working version with --version N\n"
     )
+
+
+def test_without_a_champion_predict_offers_the_challenger_or_lists_the_models(
+    store: tuple[MlflowClient, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, experiment_id = store
+    assert main(_predict(tmp_path, "linear")) == 1
+    assert "registered models: none; train one with the `dreamer` flow" in capsys.readouterr().err
+
+    name = registry.registered_model_name("linear", "BTCUSDT", "5")
+    version = _champion(client, experiment_id, name, "linear")
+    client.delete_registered_model_alias(name, registry.CHAMPION)
+    client.set_registered_model_alias(name, registry.CHALLENGER, version)  # it failed the guard rails
+    assert main(_predict(tmp_path, "linear")) == 1
+    error = capsys.readouterr().err
+    assert "no model of this market has passed the promotion guard rails yet" in error
+    assert f"`--alias challenger` trades the latest candidate (v{version})" in error
+
+    misspelled = ["predict", "--symbol", "BTCUSDC", "--interval", "5", "--db", str(tmp_path / "dreamer.duckdb")]
+    assert main(misspelled) == 1
+    assert "registered models: dreamer-linear-btcusdt-5;" in capsys.readouterr().err
