@@ -174,11 +174,11 @@ def evaluate(
         stage_logs.log_evaluation(run, result)
     stage_logs.log_parent_headline(parent, result)
     agent = result["agent"]
+    numbers = {key: agent.get(key) for key in ("sharpe", "max_drawdown", "total_return", "funding_paid")}
+    shown = {key: "n/a" if value is None else f"{value:.4g}" for key, value in numbers.items()}
     get_run_logger().info(
-        "held-out: agent Sharpe %s, max drawdown %s, total return %s",
-        agent.get("sharpe"),
-        agent.get("max_drawdown"),
-        agent.get("total_return"),
+        "held-out: agent Sharpe %s, max drawdown %s, total return %s, funding paid %s",
+        *(shown[key] for key in numbers),
     )
     return result
 

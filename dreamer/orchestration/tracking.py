@@ -118,23 +118,30 @@ def _open_local_store(uri: str, db_path: Path) -> None:
         MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models(max_results=1)
 
 
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""The experiment tag MLflow 3's UI reads to open an experiment on its runs table (model training) rather
+than on the GenAI "Overview" of traces (read from the UI's bundle, mlflow 3.17: `experimentKind`)."""
+
+
 def ensure_experiment(mlflow_client: MlflowClient, name: str | None = None) -> str:
-    """Id of experiment `name` (default `$MLFLOW_EXPERIMENT_NAME` or `dreamer`), created if missing."""
+    """Id of experiment `name` (default `$MLFLOW_EXPERIMENT_NAME` or `dreamer`), created if missing, and
+    marked as model training (`EXPERIMENT_KIND`)."""
     from mlflow.exceptions import MlflowException
 
     name = name or os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
     experiment = mlflow_client.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    try:
-        location = artifact_location(mlflow_client.tracking_uri)
-        return str(mlflow_client.create_experiment(name, artifact_location=location))
-    except MlflowException as exc:  # created concurrently by another run
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
+    if experiment is None:
+        try:
+            location = artifact_location(mlflow_client.tracking_uri)
+            mlflow_client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+        except MlflowException as exc:  # created concurrently by another run
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
         experiment = mlflow_client.get_experiment_by_name(name)
         assert experiment is not None
-        return str(experiment.experiment_id)
+    if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # created before the tag was set
+        mlflow_client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
+    return str(experiment.experiment_id)
 
 
 def git_commit() -> str:

@@ -83,6 +83,14 @@ def test_experiment_gets_the_explicit_artifact_location(store: tuple[MlflowClien
     assert client.get_experiment(experiment_id).artifact_location == (db_folder / "artifacts").as_uri()
 
 
+def test_experiments_open_on_the_runs_table_not_the_genai_overview(store: tuple[MlflowClient, str]) -> None:
+    client, experiment_id = store
+    assert client.get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    older = client.create_experiment("made-before-the-tag")  # an experiment of an older store
+    tracking.ensure_experiment(client, "made-before-the-tag")
+    assert client.get_experiment(older).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_parent_and_stage_runs(store: tuple[MlflowClient, str], monkeypatch: pytest.MonkeyPatch) -> None:
     client, _ = store
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tests")
