@@ -10,10 +10,14 @@ install: $(STAMP)
 
 # torch first, from its CPU wheel: an unpinned resolve would pull gigabytes of CUDA packages.
 $(STAMP): pyproject.toml constraints.txt
+	@echo "install: the virtual environment $(VENV) ($(PYTHON))"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "install: torch 2.13.0, CPU wheel (about 200 MB, a minute or two)"
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	@echo "install: every other dependency pinned in constraints.txt, and dreamer in editable mode (a minute or two)"
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+	@echo "install: done; source $(VENV)/bin/activate for the dreamer and prefect commands"
 
 demo: install
 	$(BIN)/dreamer demo
