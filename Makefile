@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@echo "install: the virtual environment $(VENV) ($(PYTHON))"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "install: torch 2.13.0, CPU wheel (about 200 MB, a minute or two)"
+	@echo "install: torch 2.13.0, CPU wheel (a large download, a minute or two)"
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
 	@echo "install: every other dependency pinned in constraints.txt, and dreamer in editable mode (a minute or two)"
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
