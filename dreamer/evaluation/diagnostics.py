@@ -92,7 +92,7 @@ def policy_diagnostics(
                 "corr": pearson(value_np, return_np),
             },
             "imagination": _imagined_vs_real(
-                policy, inputs, backtest, funding or BarFunding.none(len(inputs)), stride, seed
+                policy, inputs, backtest, BarFunding.none(len(inputs)) if funding is None else funding, stride, seed
             ),
         }
         if out_dir is not None:
