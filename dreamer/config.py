@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -33,6 +33,9 @@ class RunConfig:
     """Everything that shapes a pipeline run, besides which data it reads."""
 
     name: str = "custom"
+    # Where training starts (dreamer.orchestration.warm_start): the seed, or the market's current champion,
+    # fine-tuned on this run's window (falls back to scratch, saying why, when there is none that fits).
+    warm_start: Literal["scratch", "champion"] = "scratch"
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)

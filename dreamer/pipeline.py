@@ -185,11 +185,14 @@ def stage_features(spec: DataSpec, db_path: str | Path, cfg: RunConfig, out_dir:
     }
 
 
-def stage_train_world_model(dataset_dir: str | Path, cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Train (or resume training) the world model on the dataset's train split."""
+def stage_train_world_model(
+    dataset_dir: str | Path, cfg: RunConfig, out_dir: str | Path, init_from: str | Path | None = None
+) -> dict[str, Any]:
+    """Train (or resume training) the world model on the dataset's train split; a fresh start from the
+    agent checkpoint `init_from` (warm start, `dreamer.orchestration.warm_start`) when given."""
     from dreamer.training import train_world_model
 
-    result = train_world_model(dataset_dir, cfg.dreamer, out_dir)
+    result = train_world_model(dataset_dir, cfg.dreamer, out_dir, init_from=init_from)
     return {
         "checkpoint": str(result.checkpoint),
         "metrics_path": str(result.metrics_path),
@@ -200,12 +203,17 @@ def stage_train_world_model(dataset_dir: str | Path, cfg: RunConfig, out_dir: st
 
 
 def stage_train_policy(
-    dataset_dir: str | Path, world_model_checkpoint: str | Path, cfg: RunConfig, out_dir: str | Path
+    dataset_dir: str | Path,
+    world_model_checkpoint: str | Path,
+    cfg: RunConfig,
+    out_dir: str | Path,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume training) the actor-critic in imagination inside the trained world model."""
+    """Train (or resume training) the actor-critic in imagination inside the trained world model; a fresh
+    start from the actor-critic of the agent checkpoint `init_from` (warm start) when given."""
     from dreamer.agent.trainer import train_policy
 
-    result = train_policy(world_model_checkpoint, dataset_dir, cfg.dreamer, out_dir)
+    result = train_policy(world_model_checkpoint, dataset_dir, cfg.dreamer, out_dir, init_from=init_from)
     return {
         "checkpoint": str(result.checkpoint),
         "metrics_path": str(result.metrics_path),

@@ -140,13 +140,27 @@ def build_features(spec: DataSpec, db_path: str, cfg: RunConfig, cache_key: str,
     return result
 
 
+@task(name="warm-start")
+def warm_start(cfg: RunConfig, data: dict[str, Any], out_dir: str, parent: FlowTracking) -> dict[str, Any]:
+    """Where training starts: the market's champion (`warm_start: champion`) or the seed, tagged on the parent run."""
+    from dreamer.orchestration.warm_start import initial_checkpoint
+
+    start = initial_checkpoint(parent.tracking_uri, data, cfg, out_dir)
+    parent.logger().tags({"warm_start": start["source"], "warm_start.detail": start.get("model") or start["reason"]})
+    if start["source"] == "champion":
+        get_run_logger().info("training starts from the champion %s", start["model"])
+    else:
+        get_run_logger().info("training starts from scratch: %s", start["reason"])
+    return start
+
+
 @task(name="train-world-model")
 def train_world_model(
-    dataset_dir: str, cfg: RunConfig, out_dir: str, threads: int, parent: FlowTracking
+    dataset_dir: str, cfg: RunConfig, out_dir: str, init_from: str | None, threads: int, parent: FlowTracking
 ) -> dict[str, Any]:
     use_cpu_threads(threads)
     with stage_run(parent, "world_model") as run:
-        result = stage_train_world_model(dataset_dir, cfg, out_dir)
+        result = stage_train_world_model(dataset_dir, cfg, out_dir, init_from)
         stage_logs.log_training(run, result)
     get_run_logger().info("world model: %s steps in %.0f s", result["steps"], result["seconds"])
     return result
@@ -154,11 +168,17 @@ def train_world_model(
 
 @task(name="train-policy")
 def train_policy(
-    dataset_dir: str, world_model_checkpoint: str, cfg: RunConfig, out_dir: str, threads: int, parent: FlowTracking
+    dataset_dir: str,
+    world_model_checkpoint: str,
+    cfg: RunConfig,
+    out_dir: str,
+    init_from: str | None,
+    threads: int,
+    parent: FlowTracking,
 ) -> dict[str, Any]:
     use_cpu_threads(threads)
     with stage_run(parent, "policy") as run:
-        result = stage_train_policy(dataset_dir, world_model_checkpoint, cfg, out_dir)
+        result = stage_train_policy(dataset_dir, world_model_checkpoint, cfg, out_dir, init_from)
         stage_logs.log_training(run, result)
     get_run_logger().info("policy: %s steps in %.0f s", result["steps"], result["seconds"])
     return result
@@ -365,8 +385,17 @@ def dreamer_flow(
         data, summary["features_cached"] = timed("features", cached_features, spec, db, cfg, out, parent)
         summary["data"] = data
 
+        initial = summary["warm_start"] = timed("warm_start", warm_start, cfg, data, str(out / "warm_start"), parent)
+        init_from = initial.get("checkpoint")
         world_model = summary["world_model"] = timed(
-            "world_model", train_world_model, data["dataset_dir"], cfg, str(out / "world_model"), threads, parent
+            "world_model",
+            train_world_model,
+            data["dataset_dir"],
+            cfg,
+            str(out / "world_model"),
+            init_from,
+            threads,
+            parent,
         )
         agent = summary["policy"] = timed(
             "policy",
@@ -375,6 +404,7 @@ def dreamer_flow(
             world_model["checkpoint"],
             cfg,
             str(out / "agent"),
+            init_from,
             threads,
             parent,
         )

@@ -77,12 +77,16 @@ class TradingPolicy:
 
     def reset(self, seed: int | None = None) -> None:
         """Flat account, the world model's learned initial latent, and a fresh seed for latent sampling."""
-        self.portfolio = Portfolio.flat(1, self.device)
+        self.reset_account()
         self.state: RSSMState | None = None
-        self.last_close: float | None = None
-        self.pending = torch.zeros(1, device=self.device)  # the position chosen at the last close
         self.generator_seed = self.cfg.seed if seed is None else seed
         self.bars_seen = 0
+
+    def reset_account(self) -> None:
+        """A new flat account; the latent state is kept."""
+        self.portfolio = Portfolio.flat(1, self.device)
+        self.last_close: float | None = None
+        self.pending = torch.zeros(1, device=self.device)  # the position chosen at the last close
 
     @torch.no_grad()
     def warm_up(self, obs: np.ndarray) -> None:
@@ -123,13 +127,39 @@ class TradingPolicy:
             raise ValueError(
                 f"expected obs [N, F], close [N] and funding [N], got {obs.shape}, {close.shape} and {funding.shape}"
             )
-        inputs = torch.empty(len(close), agent_input_size(self.world_model), device=self.device)
-        positions = torch.empty(len(close), device=self.device)
         if len(close) == 0:
-            return positions, inputs
+            empty = torch.empty(0, device=self.device)
+            return empty, torch.empty(0, agent_input_size(self.world_model), device=self.device)
         # The market ignores our orders by default, so the whole window is filtered in one call; with
         # `world_model_uses_action` the latent depends on the previous position and is filtered bar by bar.
-        features = None if self.world_model.action_dim else self._filter(obs)  # [N, D + S·K]
+        if self.world_model.action_dim:
+            return self._trade(None, close, funding, obs)
+        return self._trade(self._filter(obs), close, funding)
+
+    @torch.no_grad()
+    def filter(self, obs: np.ndarray) -> torch.Tensor:
+        """The latent features `[N, D + S·K]` of `obs [N, F]`, filtered on from the current latent (for
+        `trade_filtered`; a world model that reads our actions needs `decide`, which filters bar by bar)."""
+        if self.world_model.action_dim:
+            raise ValueError("a world model with action input is filtered bar by bar: use decide()")
+        with single_threaded():
+            return self._filter(np.asarray(obs, dtype=np.float32))
+
+    @torch.no_grad()
+    def trade_filtered(
+        self, features: torch.Tensor, close: np.ndarray, funding: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`decide` on latent features `[N, D + S·K]` already filtered (`filter`): the account and the actor
+        only. Model selection re-trades one filtered window with each new actor this way."""
+        with single_threaded():
+            return self._trade(features, np.asarray(close, dtype=np.float64), np.asarray(funding, np.float64))
+
+    def _trade(
+        self, features: torch.Tensor | None, close: np.ndarray, funding: np.ndarray, obs: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bar-by-bar account and decisions, on `features [N, ·]`, or filtering `obs [N, F]` step by step."""
+        inputs = torch.empty(len(close), agent_input_size(self.world_model), device=self.device)
+        positions = torch.empty(len(close), device=self.device)
         previous = np.concatenate([[np.nan if self.last_close is None else self.last_close], close[:-1]])
         realised = torch.from_numpy(np.log(close / previous)).float().to(self.device)  # [N], NaN: unknown
         paid = torch.from_numpy(funding).float().to(self.device)  # [N]
@@ -138,7 +168,11 @@ class TradingPolicy:
                 self.portfolio, _ = self.portfolio.step(
                     self.pending, realised[t : t + 1], self.cfg.cost_rate, paid[t : t + 1]
                 )
-            latent = features[t : t + 1] if features is not None else self._filter_step(obs[t])  # [1, ·]
+            if features is not None:
+                latent = features[t : t + 1]  # [1, D + S·K]
+            else:
+                assert obs is not None
+                latent = self._filter_step(obs[t])
             inputs[t] = agent_input(latent, self.portfolio)[0]
             self.pending = self.actor.act(inputs[t : t + 1], self.portfolio.position, sample=False)[0]  # [1]
             positions[t] = self.pending[0]

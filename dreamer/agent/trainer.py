@@ -33,19 +33,21 @@ from dreamer.agent.actor_critic import ActorCritic
 from dreamer.agent.checkpoint import AGENT_CHECKPOINT, AgentCheckpointError, load_checkpoint, save_checkpoint
 from dreamer.agent.imagination import known_funding
 from dreamer.agent.portfolio import Portfolio
+from dreamer.agent.validation import SELECTION_METRIC, ValidationBacktest
 from dreamer.features.dataset import MarketDataset
 from dreamer.features.sampler import SequenceSampler
 from dreamer.model.config import DreamerConfig
 from dreamer.model.world_model import WorldModel
 from dreamer.training import load_world_model, resolve_device
 from dreamer.training.checkpoint import restore_rng_state, rng_state
+from dreamer.training.selection import ModelSelection
 from dreamer.training.world_model import truncate_metrics
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 # Fields that may differ between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"policy_steps", "device"}
+_RESUMABLE_CHANGES = {"policy_steps", "device", "policy_validate_every", "early_stopping_patience"}
 
 MetricsCallback = Callable[[int, dict[str, float]], None]
 
@@ -65,14 +67,18 @@ def train_policy(
     cfg: DreamerConfig,
     out_dir: str | Path,
     *,
+    init_from: str | Path | None = None,
     on_metrics: MetricsCallback | None = None,
     checkpoint_every: int = 250,
 ) -> PolicyTrainingResult:
     """Train the actor-critic in the world model saved at `world_model_checkpoint`; write the agent
-    checkpoint and `metrics.jsonl` under `out_dir`. Resumes from `out_dir/checkpoint.pt` if present."""
+    checkpoint and `metrics.jsonl` under `out_dir`. Resumes from `out_dir/checkpoint.pt` if present; a
+    fresh start takes the actor-critic of the agent checkpoint `init_from` when given (warm start)."""
     data = dataset if isinstance(dataset, MarketDataset) else MarketDataset.load(dataset)
     world_model, _, _ = load_world_model(world_model_checkpoint, device=resolve_device(cfg.device))
-    return train_policy_in(world_model, data, cfg, out_dir, on_metrics=on_metrics, checkpoint_every=checkpoint_every)
+    return train_policy_in(
+        world_model, data, cfg, out_dir, init_from=init_from, on_metrics=on_metrics, checkpoint_every=checkpoint_every
+    )
 
 
 def train_policy_in(
@@ -81,10 +87,13 @@ def train_policy_in(
     cfg: DreamerConfig,
     out_dir: str | Path,
     *,
+    init_from: str | Path | None = None,
     on_metrics: MetricsCallback | None = None,
     checkpoint_every: int = 250,
 ) -> PolicyTrainingResult:
-    """`train_policy` with a live world model (its weights are not changed)."""
+    """`train_policy` with a live world model (its weights are not changed). With
+    `cfg.policy_validate_every` the policy is scored by a backtest on the val split and the best
+    actor-critic is kept (`dreamer.training.selection`)."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,14 +112,20 @@ def train_policy_in(
     lanes = dataclasses.replace(Portfolio.flat(num_starts, device), position=random_positions(num_starts, cfg, device))
     step = 0
     metrics: dict[str, float] = {}  # the last update's, reported as the final metrics
+    selection = ModelSelection(cfg.early_stopping_patience, higher_is_better=True)
+    validate_every = cfg.policy_validate_every
+    scorer = ValidationBacktest.for_dataset(world_model, dataset, cfg) if validate_every else None
 
     if checkpoint_path.exists():
-        step, lanes, metrics = _resume(checkpoint_path, agent, sampler, world_model, cfg, device)
+        step, lanes, metrics, selection = _resume(checkpoint_path, agent, sampler, world_model, cfg, device, selection)
         truncate_metrics(metrics_path, step)
         log.info("resuming policy training from step %d of %d", step, cfg.policy_steps)
+    elif init_from is not None:
+        load_initial_actor_critic(agent, init_from, device)
+        log.info("actor-critic warm-started from %s", init_from)
 
     with metrics_path.open("a", encoding="utf-8") as metrics_file:
-        while step < cfg.policy_steps:
+        while step < cfg.policy_steps and not selection.should_stop:
             windows = sampler.sample_starts()  # [B]
             obs, _ = sampler.gather(windows)  # [B, T, F]
             with torch.no_grad():
@@ -123,12 +138,15 @@ def train_policy_in(
             lanes = trajectory.final_portfolio
             step += 1
             metrics["time/update_ms"] = (time.perf_counter() - tick) * 1e3
+            if scorer is not None and (step % validate_every == 0 or step == cfg.policy_steps):
+                metrics |= scorer.score(agent.actor)
+                selection.observe(step, metrics[SELECTION_METRIC], agent)
             metrics_file.write(json.dumps({"step": step, **metrics}) + "\n")
             if on_metrics is not None:
                 on_metrics(step, metrics)
-            if step % checkpoint_every == 0 or step == cfg.policy_steps:
+            if step % checkpoint_every == 0 or step == cfg.policy_steps or selection.should_stop:
                 metrics_file.flush()
-                _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler, metrics)
+                _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler, metrics, selection)
             if step % 100 == 0:
                 log.info(
                     "policy step %d/%d: imagined return %.3f bp, turnover %.3f a bar",
@@ -137,9 +155,25 @@ def train_policy_in(
                     metrics["imagined/return"],
                     metrics["imagined/turnover"],
                 )
-    if not checkpoint_path.exists():  # policy_steps == 0: still a usable (untrained) agent
-        _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler, metrics)
+    if scorer is not None and selection.validations:
+        if selection.should_stop:
+            log.info("policy: val Sharpe not improved in %d validations, stopped at step %d", selection.stale, step)
+        selection.restore_best(agent)
+        metrics = {**metrics, **scorer.score(agent.actor), **selection.summary()}
+        _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler, metrics, selection)
+    elif not checkpoint_path.exists():  # policy_steps == 0: still a usable (untrained) agent
+        _save(checkpoint_path, agent, world_model, dataset, cfg, step, lanes, sampler, metrics, selection)
     return PolicyTrainingResult(checkpoint_path, metrics_path, step, metrics, time.perf_counter() - started)
+
+
+def load_initial_actor_critic(agent: ActorCritic, path: str | Path, device: torch.device) -> None:
+    """Initialise `agent`'s actor, critic, slow critic and return normaliser from the agent checkpoint at
+    `path` (e.g. the champion's); the optimiser starts fresh. The networks must have the same shapes."""
+    saved = load_checkpoint(path, device)
+    try:
+        agent.load_state_dict(saved["actor_critic"])
+    except RuntimeError as exc:  # missing keys or other shapes
+        raise AgentCheckpointError(f"cannot warm-start the actor-critic from {path}: {exc}") from exc
 
 
 def random_positions(size: int, cfg: DreamerConfig, device: torch.device) -> torch.Tensor:
@@ -170,6 +204,7 @@ def _save(
     lanes: Portfolio,
     sampler: SequenceSampler,
     metrics: dict[str, float],
+    selection: ModelSelection,
 ) -> None:
     save_checkpoint(
         path,
@@ -187,6 +222,7 @@ def _save(
             "lanes": lanes.to_dict(),
             "rng": rng_state(sampler.generator),
             "metrics": dict(metrics),  # a rerun with no update left to do reports these
+            "selection": selection.to_dict(),
         },
     )
 
@@ -198,8 +234,10 @@ def _resume(
     world_model: WorldModel,
     cfg: DreamerConfig,
     device: torch.device,
-) -> tuple[int, Portfolio, dict[str, float]]:
-    """Restore `agent` and `sampler` from the checkpoint at `path`; its step, lanes and last metrics."""
+    selection: ModelSelection,
+) -> tuple[int, Portfolio, dict[str, float], ModelSelection]:
+    """Restore `agent` and `sampler` from the checkpoint at `path`; its step, lanes, last metrics and
+    model selection."""
     saved = load_checkpoint(path, device)
     current = dataclasses.asdict(cfg)
     changed = sorted(k for k, v in saved["config"].items() if current.get(k) != v and k not in _RESUMABLE_CHANGES)
@@ -215,4 +253,6 @@ def _resume(
     restore_rng_state(saved["rng"], sampler.generator)
     # Checkpoints written before the metrics were saved with them have none to report.
     metrics = {key: float(value) for key, value in saved.get("metrics", {}).items()}
-    return int(saved["step"]), Portfolio.from_dict(saved["lanes"], device), metrics
+    if "selection" in saved:  # nor had those written before model selection existed
+        selection = ModelSelection.from_dict(saved["selection"], selection.patience, selection.higher_is_better)
+    return int(saved["step"]), Portfolio.from_dict(saved["lanes"], device), metrics, selection

@@ -102,6 +102,12 @@ class EvaluationWindow:
     open_time_ms: np.ndarray  # [N + 1] open times of the bars t and of the final t+1 (for plots)
 
 
+def settled_funding(dataset: MarketDataset, rows: np.ndarray) -> np.ndarray:
+    """`[N]` the funding settled during each bar of `rows` (after the previous row's close, up to this
+    close): what the position held into the bar paid, which a trading account books at its close."""
+    return dataset.funding.next_rate[np.maximum(rows - 1, 0)]
+
+
 def evaluation_window(dataset: MarketDataset, split: str = "test") -> EvaluationWindow:
     """Trading rows of `split`: every row but the split's last, paired with the close-to-close return to
     the next row, and with the funding settled in between. Where bars are missing after t the position is

@@ -28,6 +28,9 @@ _BOUNDS = {
     "imagination_horizon": (1, 1_000),
     "imagination_starts": (1, 1_048_576),
     "policy_steps": (0, 100_000_000),
+    "world_model_validate_every": (0, 100_000_000),
+    "policy_validate_every": (0, 100_000_000),
+    "early_stopping_patience": (0, 1_000_000),
     "seed": (0, 2**32 - 1),  # 32 bits: a seed every generator accepts
     "fee_rate": (0, 0.1),  # per unit traded; Bybit's taker fee is 0.00055
     "slippage_rate": (0, 0.1),
@@ -87,6 +90,14 @@ class DreamerConfig:
     return_norm_high: float = 0.95
     return_norm_floor: float = 1.0
     policy_steps: int = 5000
+    # --- model selection on the validation split (not in DreamerV3, which trains online for a fixed budget) ---
+    # Every `*_validate_every` updates the world model is scored by its loss on the val split and the policy by
+    # the net Sharpe ratio of a backtest on the val split; training keeps the best weights seen (the last ones
+    # when the score never improves on the first) and stops after `early_stopping_patience` validations
+    # without improvement (0: never stops early). 0 turns validation off: the full step count, the last weights.
+    world_model_validate_every: int = 0
+    policy_validate_every: int = 0
+    early_stopping_patience: int = 0
     # --- trading costs: shared by the imagined reward and the backtest ------------------------
     fee_rate: float = 0.00055  # Bybit linear-perpetual taker fee
     slippage_rate: float = 0.0001

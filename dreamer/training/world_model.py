@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from dreamer.config import from_mapping
 from dreamer.errors import DreamerError
 from dreamer.features.dataset import MarketDataset, atomic_write_text
 from dreamer.features.sampler import SamplerError, SequenceSampler
@@ -50,6 +51,7 @@ from dreamer.training.checkpoint import (
     save_checkpoint,
 )
 from dreamer.training.device import autocast, resolve_device
+from dreamer.training.selection import ModelSelection
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ TRAINING_FIELDS = (
     "sequence_length",
     "seed",
 )
+SELECTION_METRIC = "val/loss/total"  # what model selection minimises
 _VALIDATION_SEED = 12345  # fixed latent samples for the validation loss (its own RNG stream, see below)
 
 
@@ -109,6 +112,7 @@ def train_world_model(
     out_dir: str | Path,
     *,
     resume: bool = True,
+    init_from: str | Path | None = None,
     on_metrics: MetricsCallback | None = None,
     checkpoint_every: int = 250,
 ) -> WorldModelTrainingResult:
@@ -116,8 +120,11 @@ def train_world_model(
     `MarketDataset` or a saved dataset directory); write `checkpoint.pt` and `metrics.jsonl` in `out_dir`.
 
     With `resume=True` an existing checkpoint in `out_dir` is continued (it must have been trained with
-    the same `TRAINING_FIELDS` and features); with `resume=False` it is overwritten. `on_metrics(step,
-    metrics)` is called after every update.
+    the same `TRAINING_FIELDS` and features); with `resume=False` it is overwritten. A fresh start takes
+    its initial weights from `init_from` when given (a world-model or agent checkpoint of the same
+    architecture and features, e.g. the champion's: warm start), else from the seed. With
+    `cfg.world_model_validate_every` the model is scored on the val split and the best weights are kept
+    (`dreamer.training.selection`). `on_metrics(step, metrics)` is called after every update.
     """
     if checkpoint_every < 1:
         raise DreamerError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -134,17 +141,22 @@ def train_world_model(
     sampler = SequenceSampler(data, "train", cfg.sequence_length, cfg.batch_size, seed=cfg.seed, device=device)
 
     identity = _checkpoint_identity(data, cfg)
+    selection = ModelSelection(cfg.early_stopping_patience, higher_is_better=False)
     step = 0
     if resume and checkpoint.exists():
-        step = _restore(checkpoint, identity, model, optimizer, sampler)
+        step, selection = _restore(checkpoint, identity, model, optimizer, sampler, selection)
         log.info("resuming world-model training from step %d of %d", step, cfg.world_model_steps)
+    elif init_from is not None:
+        load_initial_weights(model, init_from, identity)
+        log.info("world model warm-started from %s", init_from)
     truncate_metrics(metrics_path, step)
     resumed_from = step
+    validate_every = cfg.world_model_validate_every
 
     history: list[dict[str, float]] = []
     metrics: dict[str, float] = {}
     with metrics_path.open("a", encoding="utf-8") as metrics_file:
-        while step < cfg.world_model_steps:
+        while step < cfg.world_model_steps and not selection.should_stop:
             tick = time.perf_counter()
             obs, next_log_return = sampler.sample()  # [B, T, F], [B, T]
             metrics = world_model_update(model, optimizer, obs, next_log_return, cfg, device, step + 1)
@@ -152,17 +164,25 @@ def train_world_model(
             elapsed = time.perf_counter() - tick
             metrics["time/update_ms"] = elapsed * 1e3
             metrics["sequences_per_s"] = cfg.batch_size / elapsed
+            if validate_every and (step % validate_every == 0 or step == cfg.world_model_steps):
+                metrics |= validation_loss(model, data, cfg)
+                selection.observe(step, metrics.get(SELECTION_METRIC), model)
             metrics_file.write(json.dumps({"step": step, **metrics}) + "\n")
             history.append(metrics)
             if on_metrics is not None:
                 on_metrics(step, metrics)
-            if step % checkpoint_every == 0 or step == cfg.world_model_steps:
+            if step % checkpoint_every == 0 or step == cfg.world_model_steps or selection.should_stop:
                 metrics_file.flush()
-                _save(checkpoint, identity, model, optimizer, sampler, step, metrics)
+                _save(checkpoint, identity, model, optimizer, sampler, step, metrics, selection)
+    if selection.should_stop:
+        log.info("world model: val loss not improved in %d validations, stopped at step %d", selection.stale, step)
 
+    selection.restore_best(model)
     final_metrics = {**(metrics or _saved_metrics(checkpoint)), **validation_loss(model, data, cfg)}
     final_metrics |= calibrate_return_mean(model, data, cfg)
-    _save(checkpoint, identity, model, optimizer, sampler, step, final_metrics)
+    if validate_every:
+        final_metrics |= selection.summary()
+    _save(checkpoint, identity, model, optimizer, sampler, step, final_metrics, selection)
     seconds = time.perf_counter() - started
     return WorldModelTrainingResult(
         checkpoint, metrics_path, step, resumed_from, final_metrics, history, seconds, str(device)
@@ -300,6 +320,7 @@ def _save(
     sampler: SequenceSampler,
     step: int,
     metrics: dict[str, float],
+    selection: ModelSelection,
 ) -> None:
     save_checkpoint(
         path,
@@ -310,13 +331,19 @@ def _save(
             "optimizer": optimizer.state_dict(),
             "rng": rng_state(sampler.generator),
             "metrics": dict(metrics),
+            "selection": selection.to_dict(),
         },
     )
 
 
 def _restore(
-    path: Path, identity: dict[str, Any], model: WorldModel, optimizer: torch.optim.Optimizer, sampler: SequenceSampler
-) -> int:
+    path: Path,
+    identity: dict[str, Any],
+    model: WorldModel,
+    optimizer: torch.optim.Optimizer,
+    sampler: SequenceSampler,
+    selection: ModelSelection,
+) -> tuple[int, ModelSelection]:
     saved = read_checkpoint(path)
     saved_cfg = dataclasses.asdict(config_from_checkpoint(saved))
     changed = [name for name in TRAINING_FIELDS if saved_cfg[name] != identity["config"][name]]
@@ -330,7 +357,40 @@ def _restore(
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     restore_rng_state(saved["rng"], sampler.generator)
-    return int(saved["step"])
+    if "selection" in saved:  # checkpoints written before model selection existed have none
+        selection = ModelSelection.from_dict(saved["selection"], selection.patience, selection.higher_is_better)
+    return int(saved["step"]), selection
+
+
+ARCHITECTURE_FIELDS = TRAINING_FIELDS[: TRAINING_FIELDS.index("kl_formulation")]
+"""The config fields that shape the world model's weights: a warm start needs them equal."""
+
+
+def load_initial_weights(model: WorldModel, path: str | Path, identity: dict[str, Any]) -> None:
+    """Initialise `model` from the world model in `path` (a world-model checkpoint, or an agent checkpoint
+    such as a registered champion's): same architecture and the same features, in the same order. The
+    normalisation may differ (a later training window): fine-tuning adapts to it."""
+    from dreamer.agent.checkpoint import AgentCheckpointError, load_checkpoint
+
+    try:
+        saved = read_checkpoint(path)
+        weights, saved_cfg = "model", config_from_checkpoint(saved)
+    except CheckpointError:
+        try:
+            saved = load_checkpoint(path)
+        except AgentCheckpointError as exc:
+            raise CheckpointError(f"{path} is neither a world-model nor an agent checkpoint: {exc}") from exc
+        weights, saved_cfg = "world_model", from_mapping(DreamerConfig, saved["world_model_config"])
+    saved_fields = dataclasses.asdict(saved_cfg)
+    changed = [name for name in ARCHITECTURE_FIELDS if saved_fields[name] != identity["config"][name]]
+    if changed:
+        raise CheckpointError(f"cannot warm-start from {path}: another architecture ({', '.join(changed)} differ)")
+    if list(saved["feature_names"]) != identity["feature_names"]:
+        raise CheckpointError(
+            f"cannot warm-start from {path}: it reads features {list(saved['feature_names'])}, "
+            f"this dataset {identity['feature_names']}"
+        )
+    model.load_state_dict(saved[weights])
 
 
 def _saved_metrics(path: Path) -> dict[str, float]:

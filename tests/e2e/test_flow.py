@@ -202,3 +202,35 @@ def test_a_champion_whose_artifacts_are_gone_gives_way_to_the_next_run(
     assert any(f"champion v{broken.version} could not be re-evaluated" in reason for reason in decision["reasons"])
     assert str(client.get_model_version_by_alias(name, "champion").version) == promotion["version"]
     assert client.get_model_version(name, broken.version).tags["promotion.replaced_by"] == promotion["version"]
+
+
+def test_warm_start_fine_tunes_the_champion_and_says_when_it_cannot(
+    harness: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"}  # no champion yet
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["MLFLOW_TRACKING_URI"])
+    config = tmp_path / "warm.yaml"
+    config.write_text(Path(harness["config"]).read_text() + "warm_start: champion\n")
+    client = mlflow_client(store)
+
+    first = run_flow(harness, config=str(config))
+    assert first.is_completed(), first.message
+    scratch = {"source": "scratch", "reason": "dreamer-linear-btcusdt-5 has no champion yet"}
+    assert first.result()["warm_start"] == scratch
+    champion = client.get_model_version_by_alias("dreamer-linear-btcusdt-5", "champion")
+
+    second = run_flow(harness, config=str(config))
+    assert second.is_completed(), second.message
+    start = second.result()["warm_start"]
+    assert start["source"] == "champion" and start["model"] == f"dreamer-linear-btcusdt-5/{champion.version}"
+    parent, _ = runs_of(client, str(second.state_details.flow_run_id))
+    assert parent.data.tags["warm_start"] == "champion"
+    assert parent.data.tags["warm_start.detail"] == start["model"]
+    assert parent.data.params["warm_start"] == "champion"
+
+    wider = tmp_path / "wider.yaml"
+    wider.write_text(config.read_text().replace("hidden_size: 32", "hidden_size: 48"))
+    third = run_flow(harness, config=str(wider))
+    assert third.is_completed(), third.message
+    assert third.result()["warm_start"]["source"] == "scratch"
+    assert "hidden_size" in third.result()["warm_start"]["reason"]

@@ -147,3 +147,54 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path):
         TradingPolicy.load(tmp_path)
     with pytest.raises(AgentCheckpointError, match="does not exist"):
         TradingPolicy.load(tmp_path / "missing.pt")
+
+
+# --- model selection on the val split and warm start ------------------------------------------
+
+SELECTING = dataclasses.replace(CFG, policy_steps=8, policy_validate_every=2)
+
+
+def test_the_policy_with_the_best_val_backtest_is_kept(dataset, world_model_checkpoint, tmp_path):
+    result = train_policy(world_model_checkpoint, dataset, SELECTING, tmp_path)
+    lines = [json.loads(line) for line in result.metrics_path.read_text().splitlines()]
+    scores = {line["step"]: line["val/sharpe"] for line in lines if "val/sharpe" in line}
+    assert sorted(scores) == [2, 4, 6, 8]
+    best_step = max(scores, key=lambda step: (scores[step], -step))  # the first of equal scores is kept
+    final = result.final_metrics
+    assert final["selection/best_step"] == best_step
+    # The kept actor re-scored on the val split trades exactly as it did when it was selected.
+    assert final["val/sharpe"] == final["selection/best_score"] == scores[best_step]
+
+
+def test_the_val_backtest_is_the_evaluations_backtest_on_the_val_split(dataset, agent_checkpoint):
+    from dreamer.agent.validation import ValidationBacktest
+    from dreamer.evaluation.config import EvaluationConfig
+    from dreamer.evaluation.report import evaluate_policy
+
+    policy = TradingPolicy.load(agent_checkpoint)
+    scored = ValidationBacktest(policy.world_model, dataset, CFG).score(policy.actor)
+    evaluated = evaluate_policy(
+        policy,
+        dataset,
+        EvaluationConfig(bootstrap_samples=10),
+        CFG.cost_rate,
+        "5",
+        split="val",
+        warm_up_bars=CFG.sequence_length,
+        seed=CFG.seed,
+    )
+    assert scored["val/sharpe"] == pytest.approx(evaluated.report["agent"]["sharpe"], abs=1e-9)
+    assert scored["val/total_return"] == pytest.approx(evaluated.report["agent"]["total_return"], abs=1e-12)
+
+
+def test_a_warm_start_begins_from_the_given_actor_critic(dataset, world_model_checkpoint, agent_checkpoint, tmp_path):
+    no_steps = dataclasses.replace(CFG, policy_steps=0, seed=5)
+    warm = train_policy(world_model_checkpoint, dataset, no_steps, tmp_path / "warm", init_from=agent_checkpoint)
+    source = load_checkpoint(agent_checkpoint)["actor_critic"]
+    started = load_checkpoint(warm.checkpoint)["actor_critic"]
+    assert all(torch.equal(source[key], started[key]) for key in source)
+
+    wider = dataclasses.replace(no_steps, hidden_size=CFG.hidden_size * 2)
+    wider_wm = train_world_model(dataset, dataclasses.replace(wider, world_model_steps=1), tmp_path / "wm")
+    with pytest.raises(AgentCheckpointError, match="warm-start"):
+        train_policy(wider_wm.checkpoint, dataset, wider, tmp_path / "wider", init_from=agent_checkpoint)

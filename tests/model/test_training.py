@@ -281,3 +281,61 @@ def test_both_kl_formulations_and_action_input_train(
     assert without_timing(first.history) == without_timing(second.history)
     model, _, _ = load_world_model(first.checkpoint)
     assert model.action_dim == len(cfg.position_levels)
+
+
+# --- model selection and warm start -----------------------------------------------------------
+
+SELECTING = dataclasses.replace(TINY, world_model_steps=12, world_model_validate_every=2, early_stopping_patience=2)
+
+
+def without_offset(state: dict[str, Any]) -> dict[str, Any]:
+    """Model weights less the return calibration (re-measured after every training run)."""
+    return {k: v for k, v in state.items() if k != "return_offset"}
+
+
+def test_the_best_validation_is_kept_and_training_stops_when_it_stops_improving(
+    small_market: MarketDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scripted = iter([5.0, 4.0, 4.5, 4.6, 9.0])  # validations at steps 2, 4, 6, 8; then the final one
+    real = training_module.validation_loss
+    monkeypatch.setattr(
+        training_module, "validation_loss", lambda *args: {**real(*args), "val/loss/total": next(scripted)}
+    )
+    result = train_world_model(small_market, SELECTING, tmp_path / "selected")
+    assert result.steps == 8  # two validations without improvement after the best at step 4
+    assert result.final_metrics["selection/best_step"] == 4 and result.final_metrics["selection/stopped_early"] == 1
+    assert [line["step"] for line in metrics_lines(tmp_path / "selected") if "val/loss/total" in line] == [2, 4, 6, 8]
+
+    monkeypatch.setattr(training_module, "validation_loss", real)
+    four_steps = train_world_model(small_market, dataclasses.replace(TINY, world_model_steps=4), tmp_path / "four")
+    kept = without_offset(read_checkpoint(result.checkpoint)["model"])
+    assert states_equal(kept, without_offset(read_checkpoint(four_steps.checkpoint)["model"]))
+
+    again = train_world_model(small_market, SELECTING, tmp_path / "selected")  # a rerun trains no further
+    assert again.history == [] and again.steps == 8
+
+
+def test_resume_with_model_selection_equals_an_uninterrupted_run(small_market: MarketDataset, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(SELECTING, early_stopping_patience=0)
+    straight = train_world_model(small_market, cfg, tmp_path / "straight", checkpoint_every=3)
+    out = tmp_path / "interrupted"
+    with pytest.raises(Interrupted):
+        train_world_model(small_market, cfg, out, checkpoint_every=3, on_metrics=interrupt_at(8))
+    resumed = train_world_model(small_market, cfg, out, checkpoint_every=3)
+    assert metrics_lines(out) == metrics_lines(tmp_path / "straight")
+    assert states_equal(read_checkpoint(straight.checkpoint)["model"], read_checkpoint(resumed.checkpoint)["model"])
+    assert straight.final_metrics["selection/best_step"] == resumed.final_metrics["selection/best_step"]
+
+
+def test_a_warm_start_begins_from_the_given_weights(small_market: MarketDataset, tmp_path: Path) -> None:
+    source = train_world_model(small_market, TINY, tmp_path / "source")
+    no_steps = dataclasses.replace(TINY, world_model_steps=0, seed=7)
+    warm = train_world_model(small_market, no_steps, tmp_path / "warm", init_from=source.checkpoint)
+    cold = train_world_model(small_market, no_steps, tmp_path / "cold")
+    source_weights = without_offset(read_checkpoint(source.checkpoint)["model"])
+    assert states_equal(without_offset(read_checkpoint(warm.checkpoint)["model"]), source_weights)
+    assert not states_equal(without_offset(read_checkpoint(cold.checkpoint)["model"]), source_weights)
+
+    wider = dataclasses.replace(no_steps, hidden_size=TINY.hidden_size * 2)
+    with pytest.raises(CheckpointError, match="hidden_size"):
+        train_world_model(small_market, wider, tmp_path / "wider", init_from=source.checkpoint)
