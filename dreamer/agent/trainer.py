@@ -118,13 +118,17 @@ def train_policy_in(
 
     if checkpoint_path.exists():
         step, lanes, metrics, selection = _resume(checkpoint_path, agent, sampler, world_model, cfg, device, selection)
-        truncate_metrics(metrics_path, step)
         log.info("resuming policy training from step %d of %d", step, cfg.policy_steps)
     elif init_from is not None:
         load_initial_actor_critic(agent, init_from, device)
         log.info("actor-critic warm-started from %s", init_from)
+    truncate_metrics(metrics_path, step)  # a crash before the first checkpoint left lines to redo
 
     with metrics_path.open("a", encoding="utf-8") as metrics_file:
+        if scorer is not None and init_from is not None and step == 0:  # the warm start's own actor competes too
+            initial = scorer.score(agent.actor)
+            selection.observe(0, initial[SELECTION_METRIC], agent)
+            metrics_file.write(json.dumps({"step": 0, **initial}) + "\n")
         while step < cfg.policy_steps and not selection.should_stop:
             windows = sampler.sample_starts()  # [B]
             obs, _ = sampler.gather(windows)  # [B, T, F]

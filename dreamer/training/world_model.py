@@ -156,6 +156,10 @@ def train_world_model(
     history: list[dict[str, float]] = []
     metrics: dict[str, float] = {}
     with metrics_path.open("a", encoding="utf-8") as metrics_file:
+        if validate_every and init_from is not None and step == 0:  # the warm start's own weights compete too
+            initial = validation_loss(model, data, cfg)
+            selection.observe(0, initial.get(SELECTION_METRIC), model)
+            metrics_file.write(json.dumps({"step": 0, **initial}) + "\n")
         while step < cfg.world_model_steps and not selection.should_stop:
             tick = time.perf_counter()
             obs, next_log_return = sampler.sample()  # [B, T, F], [B, T]

@@ -92,7 +92,7 @@ def test_up_then_down(tmp_path: Path) -> None:
         # A deployment run in progress when `down` comes: the worker's flow-run process must not outlive it.
         started = subprocess.run(
             [str(Path(sys.executable).with_name("prefect")), "deployment", "run", "dreamer/daily",
-             "--param", "source=sample", "--param", "config=default", "--param", f"db_path={tmp_path / 'db.duckdb'}"],
+             "--param", "source=sample", "--param", "config=daily", "--param", f"db_path={tmp_path / 'db.duckdb'}"],
             cwd=tmp_path, env=shell, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert started.returncode == 0, started.stdout + started.stderr

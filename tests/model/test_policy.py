@@ -198,3 +198,21 @@ def test_a_warm_start_begins_from_the_given_actor_critic(dataset, world_model_ch
     wider_wm = train_world_model(dataset, dataclasses.replace(wider, world_model_steps=1), tmp_path / "wm")
     with pytest.raises(AgentCheckpointError, match="warm-start"):
         train_policy(wider_wm.checkpoint, dataset, wider, tmp_path / "wider", init_from=agent_checkpoint)
+
+
+def test_a_warm_started_actor_critic_that_training_does_not_improve_is_kept(
+    dataset, world_model_checkpoint, agent_checkpoint, tmp_path, monkeypatch
+):
+    from dreamer.agent.validation import ValidationBacktest
+
+    scripted = iter([3.0, 1.0, 2.0, 0.5, 0.0])  # step 0 (the warm start), 2, 4, 6; then the final re-score
+    real = ValidationBacktest.score
+    monkeypatch.setattr(
+        ValidationBacktest, "score", lambda self, actor: {**real(self, actor), "val/sharpe": next(scripted)}
+    )
+    cfg = dataclasses.replace(SELECTING, policy_steps=6)
+    warm = train_policy(world_model_checkpoint, dataset, cfg, tmp_path, init_from=agent_checkpoint)
+    assert warm.final_metrics["selection/best_step"] == 0 and warm.steps == 6
+    source = load_checkpoint(agent_checkpoint)["actor_critic"]
+    kept = load_checkpoint(warm.checkpoint)["actor_critic"]
+    assert all(torch.equal(source[key], kept[key]) for key in source)

@@ -339,3 +339,20 @@ def test_a_warm_start_begins_from_the_given_weights(small_market: MarketDataset,
     wider = dataclasses.replace(no_steps, hidden_size=TINY.hidden_size * 2)
     with pytest.raises(CheckpointError, match="hidden_size"):
         train_world_model(small_market, wider, tmp_path / "wider", init_from=source.checkpoint)
+
+
+def test_a_warm_start_that_training_does_not_improve_is_kept(
+    small_market: MarketDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = train_world_model(small_market, TINY, tmp_path / "source")
+    scripted = iter([1.0, 2.0, 3.0, 4.0])  # step 0 (the warm start's weights), 2, 4; then the final one
+    real = training_module.validation_loss
+    monkeypatch.setattr(
+        training_module, "validation_loss", lambda *args: {**real(*args), "val/loss/total": next(scripted)}
+    )
+    cfg = dataclasses.replace(SELECTING, world_model_steps=4, early_stopping_patience=0)
+    warm = train_world_model(small_market, cfg, tmp_path / "warm", init_from=source.checkpoint)
+    assert warm.final_metrics["selection/best_step"] == 0 and warm.steps == 4
+    assert [line["step"] for line in metrics_lines(tmp_path / "warm")] == [0, 1, 2, 3, 4]
+    kept = without_offset(read_checkpoint(warm.checkpoint)["model"])
+    assert states_equal(kept, without_offset(read_checkpoint(source.checkpoint)["model"]))
