@@ -7,7 +7,7 @@ own process. Every stage writes under its own directory of the run (`docs/ARCHIT
     run_dir/dataset/     dataset.npz, dataset.json, normaliser.json, features.parquet
     run_dir/world_model/ checkpoint.pt, metrics.jsonl
     run_dir/agent/       checkpoint.pt, metrics.jsonl
-    run_dir/evaluation/  metrics.json, equity.png, drawdown.png, positions.png, imagined_vs_real.png
+    run_dir/evaluation/  metrics.json, tearsheet.html, equity.png, drawdown.png, positions.png, imagined_vs_real.png
     run_dir/metrics.json the run's report (`run_report`, with timings; `dreamer run --metrics-out` writes it)
 
 Which bars a run reads: `[start, end]` of the `DataSpec`; without `start`, the `lookback_days` before the
@@ -232,6 +232,7 @@ def stage_evaluate(
     from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
     from dreamer.evaluation.report import evaluate_policy, jsonable, write_json, write_plots
+    from dreamer.evaluation.tearsheet import TEARSHEET_FILE, write_tearsheet
     from dreamer.features.dataset import MarketDataset
     from dreamer.training import resolve_device
 
@@ -271,9 +272,10 @@ def stage_evaluate(
         context=dreamer_cfg.sequence_length,
         seed=dreamer_cfg.seed,
     )
+    tearsheet = write_tearsheet(evaluation, dataset, out / TEARSHEET_FILE, config_name=cfg.name)
     report = {**evaluation.report, "world_model": jsonable(forecasts), "diagnostics": jsonable(diagnostics)}
     metrics_path = write_json(out / "metrics.json", report)
-    return {**report, "metrics_path": str(metrics_path), "plots": plots}
+    return {**report, "metrics_path": str(metrics_path), "plots": plots, "tearsheet": str(tearsheet)}
 
 
 def run_report(
