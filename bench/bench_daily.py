@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from dreamer.paths import PROJECT_ROOT
+from dreamer.pipeline import RUN_REPORT
 from tests.fakes.bybit_server import FakeBybit, FundingSeries, KlineSeries
 
 SHARED = PROJECT_ROOT.parent / "shared" / "data"
@@ -45,16 +46,16 @@ def serve_until(series: KlineSeries, last: int) -> KlineSeries:
     return KlineSeries(rows=series.rows[: last + 2], open_time_ms=series.open_time_ms[: last + 2])
 
 
-def run_day(fake_url: str, env: dict[str, str], args: list[str], report: Path) -> dict[str, Any]:
+def run_day(fake_url: str, env: dict[str, str], args: list[str], run_dir: Path) -> dict[str, Any]:
     command = [sys.executable, "-m", "dreamer.cli", "run", "--source", "bybit", "--base-url", fake_url]
-    command += ["--symbol", "BTCUSDT", "--interval", "5", "--config", "daily", "--metrics-out", str(report), *args]
+    command += ["--symbol", "BTCUSDT", "--interval", "5", "--config", "daily", "--run-dir", str(run_dir), *args]
     began = time.perf_counter()
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - began
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-5000:] + done.stderr[-5000:])
         raise SystemExit(f"dreamer run failed with exit code {done.returncode}")
-    result = json.loads(report.read_text())
+    result = json.loads((run_dir / RUN_REPORT).read_text())  # the run's report, with its stage timings
     timings = {stage: round(seconds, 1) for stage, seconds in result["timings_s"].items()}
     policy = result["training"]["policy"]
     world_model = result["training"]["world_model"]
@@ -91,9 +92,9 @@ def main() -> None:
         days = {}
         last_of_day_one = first + YEAR_BARS - 1
         with FakeBybit({key: serve_until(series, last_of_day_one)}, {key[:2]: funding}) as fake:
-            days["day_1_scratch"] = run_day(fake.url, env, ["--start", FIRST_BAR], root / "day1.json")
+            days["day_1_scratch"] = run_day(fake.url, env, ["--start", FIRST_BAR], root / "day1")
         with FakeBybit({key: serve_until(series, last_of_day_one + BARS_A_DAY)}, {key[:2]: funding}) as fake:
-            days["day_2_warm_start"] = run_day(fake.url, env, ["--lookback-days", "365"], root / "day2.json")
+            days["day_2_warm_start"] = run_day(fake.url, env, ["--lookback-days", "365"], root / "day2")
     print(
         json.dumps(
             {
