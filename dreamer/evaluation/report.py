@@ -2,7 +2,9 @@
 
 The agent trades the evaluation split (the test split by default) with its deterministic policy. Its
 latent state is warmed up on the bars just before the window (past data, never traded on); its account
-starts flat. Every baseline trades the same rows with the same costs. The agent's Sharpe ratio gets a
+starts flat. Every baseline (`dreamer.evaluation.baselines.BASELINE_NAMES`) trades the same rows with the
+same costs and funding; the supervised one is fitted on the train split and its band picked on the
+validation split (evaluated on `split="val"`, that band is in-sample). The agent's Sharpe ratio gets a
 block-bootstrap confidence interval, and each comparison with a baseline a paired one (both series
 resampled with the same blocks): `beats` is the point estimate, `significant` whether the whole interval
 of the Sharpe difference lies above zero.
@@ -73,20 +75,35 @@ def evaluate_policy(
     agent_metrics = compute_metrics(agent, periods)
 
     n = len(window.rows)
+    supervised = baselines.fit_supervised(
+        dataset,
+        cost_rate,
+        periods,
+        horizon=cfg.supervised_horizon,
+        ridge_alpha=cfg.supervised_ridge_alpha,
+        band_quantiles=cfg.supervised_band_quantiles,
+    )
     fixed = {
         "buy_and_hold": baselines.buy_and_hold(n),
         "flat": baselines.flat(n),
-        "momentum": baselines.momentum(dataset.close, window.rows, cfg.momentum_lookback),
+        "momentum": baselines.momentum(
+            dataset.close, window.rows, cfg.momentum_lookback, cfg.volatility_window, cfg.momentum_band
+        ),
+        "vol_target": baselines.vol_target(
+            dataset.close, window.rows, cfg.vol_target / math.sqrt(periods), cfg.volatility_window, cfg.vol_target_band
+        ),
+        "supervised": supervised.positions(window.rows),
     }
     results = {"agent": agent} | {
         name: run_backtest(p, window.log_returns, cost_rate, funding_rates=window.funding_rates)
         for name, p in fixed.items()
     }
     rng = np.random.default_rng(seed)
-    num_trades = int(agent_metrics["num_trades"] or 0)
     random_runs = [
         run_backtest(
-            baselines.random_trading(n, num_trades, policy.cfg.position_levels, rng),
+            baselines.random_trading(
+                n, float(agent.position_changes.sum()), policy.cfg.position_levels, cfg.random_min_trades, rng
+            ),
             window.log_returns,
             cost_rate,
             funding_rates=window.funding_rates,
@@ -96,6 +113,7 @@ def evaluate_policy(
     results["random"] = random_runs[0]
 
     baseline_metrics: dict[str, Metrics] = {name: compute_metrics(results[name], periods) for name in fixed}
+    baseline_metrics["supervised"] |= {"band": supervised.band, "validation_sharpe": supervised.validation_sharpe}
     baseline_metrics["random"] = _mean_metrics([compute_metrics(r, periods) for r in random_runs])
 
     series = {name: results[name].net_returns for name in ("agent", *fixed)}
