@@ -35,7 +35,13 @@ from dreamer.evaluation.metrics import (
     confidence_interval,
     periods_per_year,
 )
-from dreamer.evaluation.plots import plot_drawdown, plot_equity, plot_imagined_vs_real, plot_positions
+from dreamer.evaluation.plots import (
+    plot_drawdown,
+    plot_equity,
+    plot_imagined_vs_real,
+    plot_positions,
+    plot_title,
+)
 from dreamer.features.dataset import MarketDataset
 from dreamer.model.rssm import RSSMState
 from dreamer.model.world_model import WorldModel
@@ -188,23 +194,26 @@ def write_plots(
     context: int,
     seed: int = 0,
 ) -> dict[str, str]:
-    """equity.png, drawdown.png, positions.png and imagined_vs_real.png under `out_dir`."""
+    """equity.png, drawdown.png, positions.png and imagined_vs_real.png under `out_dir`, each titled with
+    the market (`dataset.meta`) and the window."""
     window = evaluation.window
     times = window.open_time_ms  # [N + 1]
     equity = {name: result.equity for name, result in evaluation.results.items()}
     agent = evaluation.report["agent"]
-    title = (
-        f"net of costs; agent Sharpe {agent['sharpe']:.2f} (CI {agent['sharpe_ci'][0]:.2f}…{agent['sharpe_ci'][1]:.2f})"
+    title = plot_title(dataset.meta, evaluation.report["window"]["split"], int(times[0]), int(times[-1]))
+    sharpe = (
+        f"net of costs and funding; agent Sharpe {agent['sharpe']:.2f} "
+        f"(CI {agent['sharpe_ci'][0]:.2f} … {agent['sharpe_ci'][1]:.2f})"
     )
     rows = np.append(window.rows, window.rows[-1] + 1)
     rollouts = imagined_vs_real(world_model, dataset, window, horizon=horizon, context=context, seed=seed)
     paths = {
-        "equity": plot_equity(times, equity, out_dir / "equity.png", title),
-        "drawdown": plot_drawdown(times, equity, out_dir / "drawdown.png"),
+        "equity": plot_equity(times, equity, out_dir / "equity.png", title, sharpe),
+        "drawdown": plot_drawdown(times, equity, out_dir / "drawdown.png", title),
         "positions": plot_positions(
-            times, dataset.close[rows], evaluation.results["agent"].positions, out_dir / "positions.png"
+            times, dataset.close[rows], evaluation.results["agent"].positions, out_dir / "positions.png", title
         ),
-        "imagined_vs_real": plot_imagined_vs_real(rollouts, out_dir / "imagined_vs_real.png"),
+        "imagined_vs_real": plot_imagined_vs_real(rollouts, out_dir / "imagined_vs_real.png", title),
     }
     return {name: str(path) for name, path in paths.items()}
 
