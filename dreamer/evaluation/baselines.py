@@ -85,8 +85,8 @@ def vol_target(close: np.ndarray, rows: np.ndarray, target_vol: float, vol_windo
     """A long sized to a volatility target: the wanted position at row t is
     `min(1, target_vol / trailing_volatility(close, vol_window)[t])` (`target_vol` per bar, as that
     volatility), 0 where no estimate exists yet and 1 where the trailing bars did not move. Starting flat,
-    the position moves to the wanted one only when the two differ by more than `band`, so the small daily
-    drift of the estimate does not pay fees every bar."""
+    the position moves to the wanted one only when the two differ by more than `band`, so the estimate's
+    bar-to-bar wobble does not pay a fee every bar."""
     vol = trailing_volatility(close[: rows[-1] + 1], vol_window)[rows]  # [N]
     wanted = np.ones(rows.shape[0])
     np.divide(target_vol, vol, out=wanted, where=vol > 0)
