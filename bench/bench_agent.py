@@ -7,8 +7,8 @@ less sensitive than wall time on a shared machine; a measurement stops repeating
 
 * `backtest+metrics`: `run_backtest` + `compute_metrics` of random positions over 1,000,000 bars.
 * `bootstrap_sharpe`: the evaluation's paired block bootstrap (`EvaluationConfig` defaults: 1000 samples,
-  blocks of 288 bars) of the 24 series `evaluate_policy` resamples (agent, buy-and-hold, flat, momentum
-  and 20 random traders) over the test window of the bundled sample under the demo config's split.
+  blocks of 288 bars) of the 26 series `evaluate_policy` resamples (agent, the deterministic baselines and
+  20 random traders) over the test window of the bundled sample under the demo config's split.
 * `policy_update`: one `ActorCritic.update` (imagine H steps from the start states, λ-returns, one
   backward, one Adam step), exactly what `train_policy` times as `time/update_ms`, at the demo config's
   sizes and at the seed's defaults (1024 starts, H = 15), on the CPU with each thread count (and CUDA if
@@ -44,6 +44,7 @@ from dreamer.config import load_config
 from dreamer.data import store
 from dreamer.data.ingest import ingest_csv
 from dreamer.evaluation.backtest import evaluation_window, run_backtest
+from dreamer.evaluation.baselines import DETERMINISTIC_BASELINES
 from dreamer.evaluation.config import EvaluationConfig
 from dreamer.evaluation.metrics import bootstrap_sharpe, compute_metrics, periods_per_year
 from dreamer.features.build import build_features
@@ -131,7 +132,7 @@ def bench_bootstrap(dataset: MarketDataset, repeats: int) -> None:
     cfg = EvaluationConfig()
     n = len(evaluation_window(dataset, "test").rows)
     rng = np.random.default_rng(0)
-    names = ["agent", "buy_and_hold", "flat", "momentum"] + [f"random_{i}" for i in range(cfg.random_baseline_seeds)]
+    names = ["agent", *DETERMINISTIC_BASELINES] + [f"random_{i}" for i in range(cfg.random_baseline_seeds)]
     series = {name: rng.normal(0.0, 2e-3, n) for name in names}
     timing = timed(
         lambda: bootstrap_sharpe(series, PERIODS_5M, cfg.bootstrap_block, cfg.bootstrap_samples, seed=0),

@@ -1,4 +1,11 @@
-"""PNG plots of an evaluation (matplotlib, Agg backend: no display needed)."""
+"""PNG plots of an evaluation (matplotlib, Agg backend: no display needed).
+
+Returns and drawdowns are in percent on linear axes (a month's ±10 % reads better than a log scale of
+equity multiples). Time axes place their ticks with matplotlib's `AutoDateLocator` and label them with the
+`ConciseDateFormatter` (the month or year once, at its first tick and in the axis offset, not on every
+label), so labels do not run into each other at any window length. Every figure's title names the market
+and the window (`plot_title`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from dreamer.evaluation.metrics import drawdown_curve
+
+_CALENDAR_INTERVALS = {"D": "1d", "W": "1w", "M": "1M"}
 
 
 def _pyplot() -> Any:
@@ -24,6 +34,14 @@ def _times(open_time_ms: np.ndarray) -> np.ndarray:
     return open_time_ms.astype("datetime64[ms]")
 
 
+def _date_axis(ax: Any) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -32,67 +50,103 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_equity(open_time_ms: np.ndarray, equity: Mapping[str, np.ndarray], path: Path, title: str) -> Path:
-    """Equity curves `[N + 1]` (net of costs) of the agent and the baselines on one log-scale axis."""
+def interval_label(interval: str) -> str:
+    """A Bybit interval code as people write it: "5" -> "5m", "240" -> "4h", "D" -> "1d"."""
+    code = str(interval).strip().upper()
+    if code.isdigit():
+        minutes = int(code)
+        return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+    return _CALENDAR_INTERVALS.get(code, code)
+
+
+def plot_title(meta: Mapping[str, Any], split: str, start_ms: int, end_ms: int) -> str:
+    """ "BTCUSDT 5m (linear), test 2026-06-24 12:00 – 2026-07-21 23:55 UTC": the market (from a dataset's
+    `meta`) and the window's first and last bar."""
+
+    def stamp(ms: int) -> str:
+        return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+    market = f"{meta.get('symbol', '?')} {interval_label(str(meta.get('interval', '?')))}"
+    if meta.get("category"):
+        market += f" ({meta['category']})"
+    return f"{market}, {split} {stamp(start_ms)} – {stamp(end_ms)} UTC"
+
+
+def _line_width(name: str) -> float:
+    return 2.0 if name == "agent" else 1.0
+
+
+def plot_equity(
+    open_time_ms: np.ndarray, equity: Mapping[str, np.ndarray], path: Path, title: str, subtitle: str = ""
+) -> Path:
+    """Cumulative return in % (net of costs and funding) of the agent and the baselines, from equity
+    curves `[N + 1]` that start at 1."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 5))
     times = _times(open_time_ms)
     for name, curve in equity.items():
-        ax.plot(times, curve, label=name, linewidth=2.0 if name == "agent" else 1.0)
-    ax.set_yscale("log")
-    ax.set_ylabel("equity (start = 1, net of costs)")
-    ax.set_title(title)
+        ax.plot(times, 100.0 * (curve - 1.0), label=name, linewidth=_line_width(name))
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_ylabel("cumulative return (%, net)")
+    ax.set_title(f"{title}\n{subtitle}" if subtitle else title)
+    _date_axis(ax)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a curve
     return _save(fig, path)
 
 
-def plot_drawdown(open_time_ms: np.ndarray, equity: Mapping[str, np.ndarray], path: Path) -> Path:
-    """Drawdown below the running peak of each equity curve."""
+def plot_drawdown(open_time_ms: np.ndarray, equity: Mapping[str, np.ndarray], path: Path, title: str) -> Path:
+    """Drawdown in % below the running peak of each equity curve (0 at a new high, negative below it)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 4))
     times = _times(open_time_ms)
     for name, curve in equity.items():
-        ax.plot(times, -100.0 * drawdown_curve(curve), label=name, linewidth=2.0 if name == "agent" else 1.0)
+        ax.plot(times, -100.0 * drawdown_curve(curve), label=name, linewidth=_line_width(name))
     ax.set_ylabel("drawdown (%)")
+    ax.set_title(f"{title}\ndrawdown below the running peak, net of costs and funding")
+    _date_axis(ax)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: never over a curve
     return _save(fig, path)
 
 
-def plot_positions(open_time_ms: np.ndarray, close: np.ndarray, positions: np.ndarray, path: Path) -> Path:
+def plot_positions(open_time_ms: np.ndarray, close: np.ndarray, positions: np.ndarray, path: Path, title: str) -> Path:
     """The agent's position over time under the price (`open_time_ms [N + 1]`, `close [N + 1]`, `positions [N]`)."""
     plt = _pyplot()
     fig, (price_ax, pos_ax) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, height_ratios=[2, 1])
     times = _times(open_time_ms)
     price_ax.plot(times, close, color="black", linewidth=0.8)
     price_ax.set_ylabel("close")
+    price_ax.set_title(f"{title}\nclose and the agent's position")
     price_ax.grid(alpha=0.3)
     pos_ax.step(times[:-1], positions, where="post", linewidth=0.8)
     pos_ax.set_ylabel("position")
     pos_ax.set_ylim(-1.1, 1.1)
     pos_ax.grid(alpha=0.3)
+    _date_axis(pos_ax)  # shared with the price axis
     return _save(fig, path)
 
 
-def plot_imagined_vs_real(rollouts: list[dict[str, Any]], path: Path) -> Path:
+def plot_imagined_vs_real(rollouts: list[dict[str, Any]], path: Path, title: str) -> Path:
     """For each start state: the cumulative log return of the world model's sampled imagined paths (median
     and 10th-90th percentile band) against what the market then did."""
     plt = _pyplot()
     cols = min(len(rollouts), 3)
     rows = -(-len(rollouts) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows + 0.6), squeeze=False)
     for ax, rollout in zip(axes.flat, rollouts, strict=False):
         steps = np.arange(1, len(rollout["real"]) + 1)
         low, median, high = np.quantile(rollout["imagined_paths"] * 1e4, [0.1, 0.5, 0.9], axis=0)  # [H] each
         ax.plot(steps, np.cumsum(rollout["real"]) * 1e4, color="black", label="real")
         ax.plot(steps, median, color="tab:blue", label="imagined (median)")
         ax.fill_between(steps, low, high, color="tab:blue", alpha=0.2, label="imagined 10-90 %")
-        ax.set_title(rollout["start"], fontsize=8)
+        ax.set_title(f"from {pd.Timestamp(rollout['start']).strftime('%Y-%m-%d %H:%M')} UTC", fontsize=9)
         ax.set_xlabel("bars ahead")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("cumulative log return (bps)")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(rollouts) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"{title}\nworld model: imagined vs real returns")
     return _save(fig, path)

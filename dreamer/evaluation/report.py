@@ -2,7 +2,9 @@
 
 The agent trades the evaluation split (the test split by default) with its deterministic policy. Its
 latent state is warmed up on the bars just before the window (past data, never traded on); its account
-starts flat. Every baseline trades the same rows with the same costs. The agent's Sharpe ratio gets a
+starts flat. Every baseline (`dreamer.evaluation.baselines.BASELINE_NAMES`) trades the same rows with the
+same costs and funding; the supervised one is fitted on the train split and its band picked on the
+validation split (evaluated on `split="val"`, that band is in-sample). The agent's Sharpe ratio gets a
 block-bootstrap confidence interval, and each comparison with a baseline a paired one (both series
 resampled with the same blocks): `beats` is the point estimate, `significant` whether the whole interval
 of the Sharpe difference lies above zero.
@@ -33,7 +35,13 @@ from dreamer.evaluation.metrics import (
     confidence_interval,
     periods_per_year,
 )
-from dreamer.evaluation.plots import plot_drawdown, plot_equity, plot_imagined_vs_real, plot_positions
+from dreamer.evaluation.plots import (
+    plot_drawdown,
+    plot_equity,
+    plot_imagined_vs_real,
+    plot_positions,
+    plot_title,
+)
 from dreamer.features.dataset import MarketDataset
 from dreamer.model.rssm import RSSMState
 from dreamer.model.world_model import WorldModel
@@ -73,20 +81,35 @@ def evaluate_policy(
     agent_metrics = compute_metrics(agent, periods)
 
     n = len(window.rows)
+    supervised = baselines.fit_supervised(
+        dataset,
+        cost_rate,
+        periods,
+        horizon=cfg.supervised_horizon,
+        ridge_alpha=cfg.supervised_ridge_alpha,
+        band_quantiles=cfg.supervised_band_quantiles,
+    )
     fixed = {
         "buy_and_hold": baselines.buy_and_hold(n),
         "flat": baselines.flat(n),
-        "momentum": baselines.momentum(dataset.close, window.rows, cfg.momentum_lookback),
+        "momentum": baselines.momentum(
+            dataset.close, window.rows, cfg.momentum_lookback, cfg.volatility_window, cfg.momentum_band
+        ),
+        "vol_target": baselines.vol_target(
+            dataset.close, window.rows, cfg.vol_target / math.sqrt(periods), cfg.volatility_window, cfg.vol_target_band
+        ),
+        "supervised": supervised.positions(window.rows),
     }
     results = {"agent": agent} | {
         name: run_backtest(p, window.log_returns, cost_rate, funding_rates=window.funding_rates)
         for name, p in fixed.items()
     }
     rng = np.random.default_rng(seed)
-    num_trades = int(agent_metrics["num_trades"] or 0)
     random_runs = [
         run_backtest(
-            baselines.random_trading(n, num_trades, policy.cfg.position_levels, rng),
+            baselines.random_trading(
+                n, float(agent.position_changes.sum()), policy.cfg.position_levels, cfg.random_min_trades, rng
+            ),
             window.log_returns,
             cost_rate,
             funding_rates=window.funding_rates,
@@ -96,6 +119,7 @@ def evaluate_policy(
     results["random"] = random_runs[0]
 
     baseline_metrics: dict[str, Metrics] = {name: compute_metrics(results[name], periods) for name in fixed}
+    baseline_metrics["supervised"] |= {"band": supervised.band, "validation_sharpe": supervised.validation_sharpe}
     baseline_metrics["random"] = _mean_metrics([compute_metrics(r, periods) for r in random_runs])
 
     series = {name: results[name].net_returns for name in ("agent", *fixed)}
@@ -170,23 +194,26 @@ def write_plots(
     context: int,
     seed: int = 0,
 ) -> dict[str, str]:
-    """equity.png, drawdown.png, positions.png and imagined_vs_real.png under `out_dir`."""
+    """equity.png, drawdown.png, positions.png and imagined_vs_real.png under `out_dir`, each titled with
+    the market (`dataset.meta`) and the window."""
     window = evaluation.window
     times = window.open_time_ms  # [N + 1]
     equity = {name: result.equity for name, result in evaluation.results.items()}
     agent = evaluation.report["agent"]
-    title = (
-        f"net of costs; agent Sharpe {agent['sharpe']:.2f} (CI {agent['sharpe_ci'][0]:.2f}…{agent['sharpe_ci'][1]:.2f})"
+    title = plot_title(dataset.meta, evaluation.report["window"]["split"], int(times[0]), int(times[-1]))
+    sharpe = (
+        f"net of costs and funding; agent Sharpe {agent['sharpe']:.2f} "
+        f"(CI {agent['sharpe_ci'][0]:.2f} … {agent['sharpe_ci'][1]:.2f})"
     )
     rows = np.append(window.rows, window.rows[-1] + 1)
     rollouts = imagined_vs_real(world_model, dataset, window, horizon=horizon, context=context, seed=seed)
     paths = {
-        "equity": plot_equity(times, equity, out_dir / "equity.png", title),
-        "drawdown": plot_drawdown(times, equity, out_dir / "drawdown.png"),
+        "equity": plot_equity(times, equity, out_dir / "equity.png", title, sharpe),
+        "drawdown": plot_drawdown(times, equity, out_dir / "drawdown.png", title),
         "positions": plot_positions(
-            times, dataset.close[rows], evaluation.results["agent"].positions, out_dir / "positions.png"
+            times, dataset.close[rows], evaluation.results["agent"].positions, out_dir / "positions.png", title
         ),
-        "imagined_vs_real": plot_imagined_vs_real(rollouts, out_dir / "imagined_vs_real.png"),
+        "imagined_vs_real": plot_imagined_vs_real(rollouts, out_dir / "imagined_vs_real.png", title),
     }
     return {name: str(path) for name, path in paths.items()}
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from dreamer.errors import ConfigError
 from dreamer.evaluation.backtest import run_backtest
+from dreamer.evaluation.baselines import band_positions
 from dreamer.evaluation.metrics import Metrics, compute_metrics, periods_per_year
 from dreamer.evaluation.scoring import direction_accuracy, vol_forecast_corr
 from dreamer.synthetic.series import BAR_INTERVAL, SyntheticSeries
@@ -70,15 +71,6 @@ def row_range(rows: slice | int, num_bars: int, what: str) -> tuple[int, int]:
     if not 0 <= start < stop - 1 < num_bars:
         raise ConfigError(f"{what}: rows [{start}, {stop}) must lie in [0, {num_bars}) and hold at least 2 bars")
     return int(start), int(stop)
-
-
-def band_positions(expected_return: np.ndarray, band: float) -> np.ndarray:
-    """`[N]` positions of the no-trade band rule on `expected_return [N]` (module docstring), vectorised as a
-    forward fill of the last bar whose forecast left the band."""
-    target = np.select([expected_return > band, expected_return < -band], [1.0, -1.0], np.nan)  # [N]
-    bars = np.arange(expected_return.shape[0])
-    last_signal = np.maximum.accumulate(np.where(np.isnan(target), -1, bars))  # [N], -1 before the first
-    return np.where(last_signal >= 0, target[np.maximum(last_signal, 0)], 0.0)
 
 
 def tune_band(

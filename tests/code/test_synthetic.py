@@ -14,6 +14,7 @@ from dreamer.data.files import read_kline_file
 from dreamer.data.markets import parse_interval
 from dreamer.errors import ConfigError
 from dreamer.evaluation.backtest import run_backtest
+from dreamer.evaluation.baselines import band_positions
 from dreamer.evaluation.metrics import compute_metrics, periods_per_year
 from dreamer.synthetic import (
     MARKETS,
@@ -32,7 +33,6 @@ from dreamer.synthetic import (
     vol_forecast_corr,
     write_csv,
 )
-from dreamer.synthetic.oracle import band_positions
 
 COST = 0.00055 + 0.0001  # taker fee + slippage per unit traded, the 6.5 bp
 LONG = 200_000  # bars for moment checks (~0.1 s to generate)
