@@ -104,6 +104,7 @@ class TrainingProgress:
         self.first_step: int | None = None
         """The first update reported (1 for a fresh stage, the checkpoint's step + 1 for a resumed one)."""
         self._started = clock()
+        self._first_at = self._started  # when the first update was reported: the stage's setup is over
         self._latest: tuple[int, dict[str, float]] | None = None
         self._queued: list[tuple[int, dict[str, float]]] = []
         self._curve_end = 0  # the last step queued: a step at or before it is never written again
@@ -123,7 +124,7 @@ class TrainingProgress:
     def __call__(self, step: int, metrics: Mapping[str, float]) -> None:
         """The trainers' `on_metrics`: called after every update with its step and metrics."""
         if self.first_step is None:
-            self.first_step = step
+            self.first_step, self._first_at = step, self.clock()
             self._line_step = step - 1
             self._line_tenth = self._tenth(step - 1)
         self._latest = (step, dict(metrics))
@@ -203,12 +204,14 @@ class TrainingProgress:
         return step >= self.total_steps or since >= LINE_MAX_GAP_S or (new_tenth and since >= LINE_MIN_GAP_S)
 
     def _time_left(self, step: int) -> str:
-        elapsed = self.clock() - self._started
+        now = self.clock()
         if step >= self.total_steps:
-            return f"done in {format_duration(elapsed)}"
+            return f"done in {format_duration(now - self._started)}"
         assert self.first_step is not None  # set by the first report
-        done = step - self.first_step + 1  # the updates of this call, timed from the reporter's creation
-        return f"{format_duration(elapsed / done * (self.total_steps - step))} left"
+        # The pace of the updates since the first, without the stage's setup (at the first: with it).
+        since_first = step - self.first_step
+        per_step = (now - self._first_at) / since_first if since_first else now - self._started
+        return f"{format_duration(per_step * (self.total_steps - step))} left"
 
     def _log_line(self, step: int, metrics: Mapping[str, float], timing: str) -> None:
         self.logger.info("%s, %s", self.describe(step, metrics), timing)
