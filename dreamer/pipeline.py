@@ -20,10 +20,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,6 +34,9 @@ import pandas as pd
 from dreamer.config import RunConfig
 from dreamer.data.markets import PERPETUAL_CATEGORIES
 from dreamer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dreamer.training.world_model import MetricsCallback
 
 Source = Literal["bybit", "csv", "sample"]
 SOURCES: tuple[str, ...] = ("bybit", "csv", "sample")
@@ -186,13 +192,18 @@ def stage_features(spec: DataSpec, db_path: str | Path, cfg: RunConfig, out_dir:
 
 
 def stage_train_world_model(
-    dataset_dir: str | Path, cfg: RunConfig, out_dir: str | Path, init_from: str | Path | None = None
+    dataset_dir: str | Path,
+    cfg: RunConfig,
+    out_dir: str | Path,
+    init_from: str | Path | None = None,
+    on_metrics: MetricsCallback | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) the world model on the dataset's train split; a fresh start from the
-    agent checkpoint `init_from` (warm start, `dreamer.orchestration.warm_start`) when given."""
+    agent checkpoint `init_from` (warm start, `dreamer.orchestration.warm_start`) when given.
+    `on_metrics(step, metrics)` after every update (e.g. a `dreamer.orchestration.progress.TrainingProgress`)."""
     from dreamer.training import train_world_model
 
-    result = train_world_model(dataset_dir, cfg.dreamer, out_dir, init_from=init_from)
+    result = train_world_model(dataset_dir, cfg.dreamer, out_dir, init_from=init_from, on_metrics=on_metrics)
     return {
         "checkpoint": str(result.checkpoint),
         "metrics_path": str(result.metrics_path),
@@ -208,12 +219,16 @@ def stage_train_policy(
     cfg: RunConfig,
     out_dir: str | Path,
     init_from: str | Path | None = None,
+    on_metrics: MetricsCallback | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) the actor-critic in imagination inside the trained world model; a fresh
-    start from the actor-critic of the agent checkpoint `init_from` (warm start) when given."""
+    start from the actor-critic of the agent checkpoint `init_from` (warm start) when given.
+    `on_metrics(step, metrics)` after every update."""
     from dreamer.agent.trainer import train_policy
 
-    result = train_policy(world_model_checkpoint, dataset_dir, cfg.dreamer, out_dir, init_from=init_from)
+    result = train_policy(
+        world_model_checkpoint, dataset_dir, cfg.dreamer, out_dir, init_from=init_from, on_metrics=on_metrics
+    )
     return {
         "checkpoint": str(result.checkpoint),
         "metrics_path": str(result.metrics_path),
@@ -224,10 +239,15 @@ def stage_train_policy(
 
 
 def stage_evaluate(
-    dataset_dir: str | Path, agent_checkpoint: str | Path, cfg: RunConfig, out_dir: str | Path
+    dataset_dir: str | Path,
+    agent_checkpoint: str | Path,
+    cfg: RunConfig,
+    out_dir: str | Path,
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
 ) -> dict[str, Any]:
     """Backtest the agent and the baselines on the test split, score the world model's forecasts there,
-    draw the plots. Writes `metrics.json`; returns its content plus the file paths."""
+    draw the plots. Writes `metrics.json`; returns its content plus the file paths. Logs each of these
+    steps, with its duration, to `logger` as it ends."""
     from dreamer.agent.policy import TradingPolicy
     from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
@@ -241,38 +261,43 @@ def stage_evaluate(
     dreamer_cfg = cfg.dreamer
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    evaluation = evaluate_policy(
-        policy,
-        dataset,
-        cfg.evaluation,
-        dreamer_cfg.cost_rate,
-        str(dataset.meta.get("interval", "5")),
-        # The agent's own latent warm-up and seed (from its checkpoint), as its MLflow model trades
-        # (`dreamer.orchestration.pyfunc`): a re-evaluated champion gets the positions it trades with.
-        warm_up_bars=policy.cfg.sequence_length,
-        seed=policy.cfg.seed,
-    )
-    forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
-    critic = load_critic(agent_checkpoint, policy)
-    diagnostics = policy_diagnostics(
-        policy,
-        critic,
-        evaluation.inputs,
-        evaluation.results["agent"],
-        out,
-        funding=dataset.funding.take(evaluation.window.rows),
-        seed=dreamer_cfg.seed,
-    )
-    plots = write_plots(
-        evaluation,
-        dataset,
-        policy.world_model,
-        out,
-        horizon=dreamer_cfg.imagination_horizon,
-        context=dreamer_cfg.sequence_length,
-        seed=dreamer_cfg.seed,
-    )
-    tearsheet = write_tearsheet(evaluation, dataset, out / TEARSHEET_FILE, config_name=cfg.name)
+    with logged_duration(logger, "evaluation: backtests of the agent and the baselines"):
+        evaluation = evaluate_policy(
+            policy,
+            dataset,
+            cfg.evaluation,
+            dreamer_cfg.cost_rate,
+            str(dataset.meta.get("interval", "5")),
+            # The agent's own latent warm-up and seed (from its checkpoint), as its MLflow model trades
+            # (`dreamer.orchestration.pyfunc`): a re-evaluated champion gets the positions it trades with.
+            warm_up_bars=policy.cfg.sequence_length,
+            seed=policy.cfg.seed,
+        )
+    with logged_duration(logger, "evaluation: world-model forecasts"):
+        forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
+    with logged_duration(logger, "evaluation: diagnostics"):
+        critic = load_critic(agent_checkpoint, policy)
+        diagnostics = policy_diagnostics(
+            policy,
+            critic,
+            evaluation.inputs,
+            evaluation.results["agent"],
+            out,
+            funding=dataset.funding.take(evaluation.window.rows),
+            seed=dreamer_cfg.seed,
+        )
+    with logged_duration(logger, "evaluation: plots"):
+        plots = write_plots(
+            evaluation,
+            dataset,
+            policy.world_model,
+            out,
+            horizon=dreamer_cfg.imagination_horizon,
+            context=dreamer_cfg.sequence_length,
+            seed=dreamer_cfg.seed,
+        )
+    with logged_duration(logger, "evaluation: tear sheet"):
+        tearsheet = write_tearsheet(evaluation, dataset, out / TEARSHEET_FILE, config_name=cfg.name)
     report = {**evaluation.report, "world_model": jsonable(forecasts), "diagnostics": jsonable(diagnostics)}
     metrics_path = write_json(out / "metrics.json", report)
     return {**report, "metrics_path": str(metrics_path), "plots": plots, "tearsheet": str(tearsheet)}
@@ -354,6 +379,14 @@ def data_window(spec: DataSpec, db_path: str | Path) -> tuple[str | None, str | 
     if end_ms is None:
         return None, None
     return _iso(end_ms - spec.lookback_days * 86_400_000), spec.end
+
+
+@contextmanager
+def logged_duration(logger: logging.Logger | logging.LoggerAdapter[Any], what: str) -> Iterator[None]:
+    """Log `"<what> in 1.2 s"` at INFO when the body has run (nothing if it raises)."""
+    began = time.perf_counter()
+    yield
+    logger.info("%s in %.1f s", what, time.perf_counter() - began)
 
 
 def klines_hash(klines: pd.DataFrame) -> str:

@@ -12,6 +12,9 @@ stage's nested MLflow run. Tasks exchange paths and plain dicts.
 - a validation failure fails the run, with the report as a Prefect artifact and in MLflow;
 - the training and evaluation tasks run torch on `threads` CPU threads (default 1: the models are small
   and extra threads only spin-wait on a shared machine);
+- the training tasks stream their curves to their stage's MLflow run while they train and show their
+  progress, a bar on a terminal or log lines elsewhere (`dreamer.orchestration.progress`); the evaluation
+  task logs each of its steps with its duration;
 - a completed run writes its report (`dreamer.pipeline.run_report`, plus stage timings) to
   `<run_dir>/metrics.json` and returns it as `report`;
 - every run, completed or failed, ends with the Markdown artifact `dreamer-run-summary`.
@@ -44,6 +47,7 @@ from dreamer.errors import ConfigError
 from dreamer.features.validate import DataValidationError
 from dreamer.orchestration import stage_logs, tracking
 from dreamer.orchestration.cache import features_cache_key, prefect_cache_key, reusable_dataset, touch_and_prune
+from dreamer.orchestration.progress import POLICY_SHOWN, WORLD_MODEL_SHOWN, TrainingProgress
 from dreamer.orchestration.summary import render_summary, validation_markdown
 from dreamer.orchestration.tracking import FlowTracking, stage_run
 from dreamer.paths import default_db_path, default_runs_dir
@@ -62,6 +66,7 @@ from dreamer.pipeline import (
 
 BYBIT_URL_ENV = "DREAMER_BYBIT_URL"
 SUMMARY_ARTIFACT = "dreamer-run-summary"
+MLFLOW_ARTIFACT_BAR_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 PERMANENT_INGEST_ERRORS = (InvalidMarketError, SourceFileError, BybitAccessDenied, BybitRequestRejected, ConfigError)
 """Ingest failures a retry cannot fix; anything else (Bybit unavailable, a locked database) is retried."""
 
@@ -159,10 +164,18 @@ def train_world_model(
     dataset_dir: str, cfg: RunConfig, out_dir: str, init_from: str | None, threads: int, parent: FlowTracking
 ) -> dict[str, Any]:
     use_cpu_threads(threads)
+    total = cfg.dreamer.world_model_steps
     with stage_run(parent, "world_model") as run:
-        result = stage_train_world_model(dataset_dir, cfg, out_dir, init_from)
-        stage_logs.log_training(run, result)
-    get_run_logger().info("world model: %s steps in %.0f s", result["steps"], result["seconds"])
+        with TrainingProgress("world model", total, run, shown=WORLD_MODEL_SHOWN, logger=get_run_logger()) as progress:
+            result = stage_train_world_model(dataset_dir, cfg, out_dir, init_from, on_metrics=progress)
+        stage_logs.log_training(run, result, streamed=progress)
+    validation = result["final_metrics"].get("val/loss/total")
+    get_run_logger().info(
+        "world model: %s steps in %.0f s, validation loss %s",
+        result["steps"],
+        result["seconds"],
+        "n/a" if validation is None else f"{validation:.3g}",
+    )
     return result
 
 
@@ -177,9 +190,13 @@ def train_policy(
     parent: FlowTracking,
 ) -> dict[str, Any]:
     use_cpu_threads(threads)
+    total = cfg.dreamer.policy_steps
     with stage_run(parent, "policy") as run:
-        result = stage_train_policy(dataset_dir, world_model_checkpoint, cfg, out_dir, init_from)
-        stage_logs.log_training(run, result)
+        with TrainingProgress("policy", total, run, shown=POLICY_SHOWN, logger=get_run_logger()) as progress:
+            result = stage_train_policy(
+                dataset_dir, world_model_checkpoint, cfg, out_dir, init_from, on_metrics=progress
+            )
+        stage_logs.log_training(run, result, streamed=progress)
     get_run_logger().info("policy: %s steps in %.0f s", result["steps"], result["seconds"])
     return result
 
@@ -190,7 +207,7 @@ def evaluate(
 ) -> dict[str, Any]:
     use_cpu_threads(threads)
     with stage_run(parent, "evaluate") as run:
-        result = stage_evaluate(dataset_dir, agent_checkpoint, cfg, out_dir)
+        result = stage_evaluate(dataset_dir, agent_checkpoint, cfg, out_dir, logger=get_run_logger())
         stage_logs.log_evaluation(run, result)
     stage_logs.log_parent_headline(parent, result)
     agent = result["agent"]
@@ -223,7 +240,11 @@ def register_and_promote(
     stage_logs.log_parent_promotion(parent, result)
     decision = result["decision"]
     get_run_logger().info(
-        "%s version %s -> %s: %s", result["model_name"], result["version"], decision["alias"], decision["reasons"]
+        "%s version %s -> %s: %s",
+        result["model_name"],
+        result["version"],
+        decision["alias"],
+        "; ".join(decision["reasons"]),
     )
     return result
 
@@ -325,6 +346,9 @@ def dreamer_flow(
     Returns the run's summary (data, validation, evaluation, promotion, report, timings, MLflow run)."""
     from dreamer.evaluation.report import write_json  # imports torch
 
+    # MLflow draws a bar for every artifact download (promotion reads the registered model back), even
+    # into log files; the training stages report their own progress. Set it to true to see it.
+    os.environ.setdefault(MLFLOW_ARTIFACT_BAR_ENV, "false")
     logger = get_run_logger()
     spec, cfg = run_inputs(
         source=source,

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from dreamer.orchestration.tracking import FlowTracking, RunLogger
+from dreamer.orchestration.tracking import FlowTracking, RunLogger, read_jsonl
+
+if TYPE_CHECKING:
+    from dreamer.orchestration.progress import TrainingProgress
 
 INGEST_COUNTS = (
     "rows_received",
@@ -133,11 +136,15 @@ def feature_statistics(dataset_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def log_training(run: RunLogger, result: Mapping[str, Any]) -> None:
-    """Step-wise curves from the stage's metrics.jsonl, its totals, and the JSONL itself."""
+def log_training(run: RunLogger, result: Mapping[str, Any], streamed: TrainingProgress | None = None) -> None:
+    """Step-wise curves from the stage's metrics.jsonl (with `streamed`, the reporter that streamed them while
+    the stage ran: only the points it did not write), its totals, and the JSONL itself."""
     metrics_path = Path(result["metrics_path"])
     if metrics_path.exists():
-        run.history_file(metrics_path, max_points=MAX_CURVE_POINTS)
+        if streamed is None:
+            run.history_file(metrics_path, max_points=MAX_CURVE_POINTS)
+        else:
+            run.history(streamed.unstreamed(read_jsonl(metrics_path)))
         run.artifact(metrics_path)
     run.metrics({"steps": result.get("steps"), "seconds": result.get("seconds")})
     run.tags({"checkpoint": result.get("checkpoint")})

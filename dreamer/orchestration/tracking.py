@@ -309,9 +309,8 @@ class RunLogger:
     def history_file(
         self, path: str | Path, step_key: str = "step", prefix: str = "", max_points: int | None = None
     ) -> int:
-        """`history` from a JSON-lines file (blank lines ignored)."""
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-        return self.history((json.loads(line) for line in lines if line.strip()), step_key, prefix, max_points)
+        """`history` from a JSON-lines file (`read_jsonl`)."""
+        return self.history(read_jsonl(path), step_key, prefix, max_points)
 
     def dataset(self, dataset: Any, context: str) -> None:
         """An `mlflow.data` dataset as an input of the run, tagged with its context (training, ...)."""
@@ -342,6 +341,12 @@ class RunLogger:
         metrics = [Metric(key, value, timestamp, step) for step, values in rows for key, value in values.items()]
         for start in range(0, len(metrics), _BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[start : start + _BATCH])
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file, one object a line (blank lines ignored)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def flatten_numeric(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

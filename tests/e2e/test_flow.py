@@ -110,6 +110,8 @@ def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, An
     assert "feature_stats.json" in {a.path for a in client.list_artifacts(stages["features"].info.run_id)}
     world_model_curve = client.get_metric_history(stages["world_model"].info.run_id, "loss/total")
     assert len(world_model_curve) == 20 and [m.step for m in world_model_curve] == list(range(1, 21))
+    policy_curve = client.get_metric_history(stages["policy"].info.run_id, "imagined/return")
+    assert [m.step for m in policy_curve] == list(range(1, 21))  # each step once
     assert len(stages["policy"].data.metrics) > 5
     evaluate_run = stages["evaluate"]
     plots = {a.path for a in client.list_artifacts(evaluate_run.info.run_id, "plots")}

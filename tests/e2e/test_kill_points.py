@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow
-KILL_AFTER = ("Task run 'train-world-model", "Task run 'train-policy", "Task run 'evaluate")
-"""Log lines of finished stages: killing right after one interrupts the next (policy, evaluation, promotion)."""
+KILL_AFTER = (" - world model: ", " - policy: ", " - held-out: ")
+"""Log lines of finished stages (not their progress lines): killing right after one interrupts the next
+(policy, evaluation, promotion)."""
 
 
 def start_run(tmp_path: Path, name: str, run_dir: Path) -> tuple[subprocess.Popen[str], Path]:
