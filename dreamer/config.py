@@ -20,6 +20,7 @@ import yaml
 
 from dreamer.errors import ConfigError
 from dreamer.evaluation.config import EvaluationConfig
+from dreamer.evaluation.ppo_config import PPOConfig
 from dreamer.features.config import SplitConfig, ValidationConfig
 from dreamer.model.config import DreamerConfig
 from dreamer.orchestration.config import PromotionConfig
@@ -41,6 +42,7 @@ class RunConfig:
     dreamer: DreamerConfig = field(default_factory=DreamerConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)  # the model-free baseline `ppo` (dreamer.evaluation.ppo)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -238,16 +238,41 @@ def stage_train_policy(
     }
 
 
+def stage_train_ppo(dataset_dir: str | Path, cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Train the model-free baseline `ppo` (`cfg.ppo`) on the dataset's train split with the agent's costs
+    and funding, and save it in `out_dir`; a rerun reuses a saved one."""
+    import time
+
+    from dreamer.evaluation.ppo import save_ppo, saved_ppo, train_ppo
+    from dreamer.features.dataset import MarketDataset
+
+    began = time.perf_counter()
+    if not saved_ppo(out_dir):
+        dataset = MarketDataset.load(dataset_dir)
+        dreamer_cfg = cfg.dreamer
+        policy = train_ppo(
+            dataset,
+            cfg.ppo,
+            dreamer_cfg.seed,
+            cost_rate=dreamer_cfg.cost_rate,
+            position_levels=dreamer_cfg.position_levels,
+        )
+        save_ppo(policy, out_dir)
+    return {"model_dir": str(out_dir), "timesteps": cfg.ppo.total_timesteps, "seconds": time.perf_counter() - began}
+
+
 def stage_evaluate(
     dataset_dir: str | Path,
     agent_checkpoint: str | Path,
     cfg: RunConfig,
     out_dir: str | Path,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    ppo_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Backtest the agent and the baselines on the test split, score the world model's forecasts there,
     draw the plots. Writes `metrics.json`; returns its content plus the file paths. Logs each of these
-    steps, with its duration, to `logger` as it ends."""
+    steps, with its duration, to `logger` as it ends. `ppo_model`: a `stage_train_ppo` model directory,
+    traded as the baseline `ppo`."""
     from dreamer.agent.policy import TradingPolicy
     from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
@@ -261,6 +286,12 @@ def stage_evaluate(
     dreamer_cfg = cfg.dreamer
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    trained_baselines = {}
+    if ppo_model is not None:
+        from dreamer.evaluation.ppo import load_ppo, ppo_positions
+
+        with logged_duration(logger, "evaluation: the PPO baseline's positions"):
+            trained_baselines["ppo"] = ppo_positions(load_ppo(ppo_model), dataset, "test")
     with logged_duration(logger, "evaluation: backtests of the agent and the baselines"):
         evaluation = evaluate_policy(
             policy,
@@ -272,6 +303,7 @@ def stage_evaluate(
             # (`dreamer.orchestration.pyfunc`): a re-evaluated champion gets the positions it trades with.
             warm_up_bars=policy.cfg.sequence_length,
             seed=policy.cfg.seed,
+            trained_baselines=trained_baselines,
         )
     with logged_duration(logger, "evaluation: world-model forecasts"):
         forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)

@@ -59,6 +59,7 @@ from dreamer.pipeline import (
     stage_features,
     stage_ingest,
     stage_train_policy,
+    stage_train_ppo,
     stage_train_world_model,
     stage_validate,
     use_cpu_threads,
@@ -201,13 +202,32 @@ def train_policy(
     return result
 
 
+@task(name="train-ppo")
+def train_ppo(dataset_dir: str, cfg: RunConfig, out_dir: str, threads: int, parent: FlowTracking) -> dict[str, Any]:
+    """The model-free baseline (`cfg.ppo`), trained on the same train split with the same costs."""
+    use_cpu_threads(threads)
+    with stage_run(parent, "ppo") as run:
+        result = stage_train_ppo(dataset_dir, cfg, out_dir)
+        run.metrics({"timesteps": result["timesteps"], "seconds": result["seconds"]})
+    get_run_logger().info("PPO baseline: %s environment steps in %.0f s", result["timesteps"], result["seconds"])
+    return result
+
+
 @task(name="evaluate")
 def evaluate(
-    dataset_dir: str, agent_checkpoint: str, cfg: RunConfig, out_dir: str, threads: int, parent: FlowTracking
+    dataset_dir: str,
+    agent_checkpoint: str,
+    cfg: RunConfig,
+    out_dir: str,
+    ppo_model: str | None,
+    threads: int,
+    parent: FlowTracking,
 ) -> dict[str, Any]:
     use_cpu_threads(threads)
     with stage_run(parent, "evaluate") as run:
-        result = stage_evaluate(dataset_dir, agent_checkpoint, cfg, out_dir, logger=get_run_logger())
+        result = stage_evaluate(
+            dataset_dir, agent_checkpoint, cfg, out_dir, logger=get_run_logger(), ppo_model=ppo_model
+        )
         stage_logs.log_evaluation(run, result)
     stage_logs.log_parent_headline(parent, result)
     agent = result["agent"]
@@ -432,6 +452,10 @@ def dreamer_flow(
             threads,
             parent,
         )
+        ppo_model = None
+        if cfg.ppo.enabled:
+            ppo = summary["ppo"] = timed("ppo", train_ppo, data["dataset_dir"], cfg, str(out / "ppo"), threads, parent)
+            ppo_model = ppo["model_dir"]
         evaluation = summary["evaluation"] = timed(
             "evaluate",
             evaluate,
@@ -439,6 +463,7 @@ def dreamer_flow(
             agent["checkpoint"],
             cfg,
             str(out / "evaluation"),
+            ppo_model,
             threads,
             parent,
         )

@@ -13,9 +13,11 @@ so training the baseline does not change what the rest of a run draws.
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ from stable_baselines3 import PPO
 from dreamer.envs import TradingEnv
 from dreamer.envs.trading_env import ActionKind
 from dreamer.evaluation.ppo_config import PPOConfig
-from dreamer.features.dataset import MarketDataset
+from dreamer.features.dataset import MarketDataset, atomic_write_text
 from dreamer.model.config import DreamerConfig
 from dreamer.training.device import resolve_device
 
@@ -82,6 +84,33 @@ def train_ppo(
         )
         model.learn(total_timesteps=cfg.total_timesteps)
     return PPOPolicy(model, cfg.action, env.position_levels, env.cost_rate)
+
+
+POLICY_FILE = "ppo.zip"  # SB3's own format: the policy network and its optimiser
+SETTINGS_FILE = "ppo.json"  # what SB3 does not keep: the action kind, the levels and the costs
+
+
+def save_ppo(policy: PPOPolicy, out_dir: str | Path) -> Path:
+    """Write `policy` under `out_dir` (SB3's zip and a JSON of its trading settings); returns the directory."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    policy.model.save(out / POLICY_FILE)
+    settings = {"action": policy.action, "position_levels": list(policy.position_levels), "cost_rate": policy.cost_rate}
+    atomic_write_text(out / SETTINGS_FILE, json.dumps(settings))  # written last: its presence marks a whole save
+    return out
+
+
+def load_ppo(model_dir: str | Path, device: str = "cpu") -> PPOPolicy:
+    """The policy `save_ppo` wrote under `model_dir`."""
+    model_dir = Path(model_dir)
+    settings = json.loads((model_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    model = PPO.load(model_dir / POLICY_FILE, device=device)
+    return PPOPolicy(model, settings["action"], tuple(settings["position_levels"]), float(settings["cost_rate"]))
+
+
+def saved_ppo(model_dir: str | Path) -> bool:
+    """Whether `model_dir` holds a complete `save_ppo` (a rerun reuses it instead of training again)."""
+    return (Path(model_dir) / SETTINGS_FILE).exists() and (Path(model_dir) / POLICY_FILE).exists()
 
 
 def ppo_positions(

@@ -33,7 +33,9 @@ class PPOConfig:
     between updates of `n_epochs` passes in minibatches of `batch_size`; the rest are SB3's names and
     defaults. Episodes of `episode_bars` bars start at random rows and end before data gaps."""
 
-    enabled: bool = True  # whether a run trains and reports the baseline (read by the caller, not by train_ppo)
+    # Whether `dreamer run` trains and reports the baseline `ppo` (its own pipeline stage; read by the caller,
+    # not by train_ppo). Off by default: 200k steps cost minutes on a CPU; the demo config turns it on.
+    enabled: bool = False
     total_timesteps: int = 200_000
     n_steps: int = 2048
     batch_size: int = 64

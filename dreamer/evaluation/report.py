@@ -2,12 +2,12 @@
 
 The agent trades the evaluation split (the test split by default) with its deterministic policy. Its
 latent state is warmed up on the bars just before the window (past data, never traded on); its account
-starts flat. Every baseline (`dreamer.evaluation.baselines.BASELINE_NAMES`) trades the same rows with the
-same costs and funding; the supervised one is fitted on the train split and its band picked on the
-validation split (evaluated on `split="val"`, that band is in-sample). The agent's Sharpe ratio gets a
-block-bootstrap confidence interval, and each comparison with a baseline a paired one (both series
-resampled with the same blocks): `beats` is the point estimate, `significant` whether the whole interval
-of the Sharpe difference lies above zero.
+starts flat. Every baseline (`dreamer.evaluation.baselines.BASELINE_NAMES`, and those trained in stages of
+their own such as `ppo`) trades the same rows with the same costs and funding; the supervised one is
+fitted on the train split and its band picked on the validation split (evaluated on `split="val"`, that
+band is in-sample). The agent's Sharpe ratio gets a block-bootstrap confidence interval, and each
+comparison with a baseline a paired one (both series resampled with the same blocks): `beats` is the
+point estimate, `significant` whether the whole interval of the Sharpe difference lies above zero.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,13 @@ import torch
 
 from dreamer.agent.policy import TradingPolicy
 from dreamer.evaluation import baselines
-from dreamer.evaluation.backtest import BacktestResult, EvaluationWindow, evaluation_window, run_backtest
+from dreamer.evaluation.backtest import (
+    BacktestResult,
+    EvaluationWindow,
+    evaluation_window,
+    run_backtest,
+    settled_funding,
+)
 from dreamer.evaluation.config import EvaluationConfig
 from dreamer.evaluation.metrics import (
     Metrics,
@@ -66,15 +73,16 @@ def evaluate_policy(
     split: str = "test",
     warm_up_bars: int = 64,
     seed: int = 0,
+    trained_baselines: Mapping[str, np.ndarray] | None = None,
 ) -> Evaluation:
-    """Backtest `policy` and the baselines on `split` of `dataset`."""
+    """Backtest `policy` and the baselines on `split` of `dataset`. `trained_baselines`: the positions `[N]`
+    that baselines trained elsewhere (e.g. `ppo`, `dreamer.evaluation.ppo`) take on the window's rows."""
     window = evaluation_window(dataset, split)
     periods = periods_per_year(interval)
     first = int(window.rows[0])
     policy.reset(seed)
     policy.warm_up(dataset.obs[max(0, first - warm_up_bars) : first])
-    # the funding each bar's holder paid: what settled after the previous row's close, up to this close
-    settled = dataset.funding.next_rate[np.maximum(window.rows - 1, 0)]  # [N]
+    settled = settled_funding(dataset, window.rows)  # [N]
     decided, inputs = policy.decide(dataset.obs[window.rows], dataset.close[window.rows], settled)  # [N], [N, I]
     positions = decided.cpu().numpy().astype(np.float64)
     agent = run_backtest(positions, window.log_returns, cost_rate, funding_rates=window.funding_rates)
@@ -99,6 +107,7 @@ def evaluate_policy(
             dataset.close, window.rows, cfg.vol_target / math.sqrt(periods), cfg.volatility_window, cfg.vol_target_band
         ),
         "supervised": supervised.positions(window.rows),
+        **(trained_baselines or {}),
     }
     results = {"agent": agent} | {
         name: run_backtest(p, window.log_returns, cost_rate, funding_rates=window.funding_rates)

@@ -13,7 +13,7 @@ from dreamer.evaluation.ppo_config import PPOConfig
 
 def test_the_defaults_are_valid() -> None:
     cfg = PPOConfig()
-    assert cfg.enabled and cfg.batch_size <= cfg.n_steps and cfg.action == "discrete"
+    assert not cfg.enabled and cfg.batch_size <= cfg.n_steps and cfg.action == "discrete"
 
 
 def test_reading_the_config_imports_neither_torch_nor_stable_baselines3() -> None:

@@ -22,7 +22,7 @@ LOOSE_GUARD_RAILS = "promotion:\n  max_drawdown_limit: 1.0\n  metric_floor: null
 """An agent trained 20 steps loses money: without these, the tiny config would never produce a champion."""
 
 START = "2026-06-01"  # ~50 days of the sample: ~8,300 bars after the week-long warm-up and the two purges
-STAGES = {"ingest", "validate", "features", "world_model", "policy", "evaluate", "promote"}
+STAGES = {"ingest", "validate", "features", "world_model", "policy", "ppo", "evaluate", "promote"}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,8 @@ def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, An
     evaluate_run = stages["evaluate"]
     plots = {a.path for a in client.list_artifacts(evaluate_run.info.run_id, "plots")}
     assert {"plots/equity.png", "plots/drawdown.png", "plots/positions.png", "plots/imagined_vs_real.png"} <= plots
-    assert "baselines.momentum.sharpe" in evaluate_run.data.metrics
+    assert {"baselines.momentum.sharpe", "baselines.ppo.sharpe"} <= set(evaluate_run.data.metrics)
+    assert stages["ppo"].data.metrics["timesteps"] == 256
     assert any(key.startswith("world_model.") for key in evaluate_run.data.metrics)
     diagnostics = {"diagnostics.critic.corr", "diagnostics.imagination.realised_turnover", "agent.sharpe_se"}
     assert diagnostics <= set(evaluate_run.data.metrics)

@@ -46,7 +46,7 @@ def test_run_is_complete_and_reproducible(flow_env: dict[str, Any], tmp_path: Pa
     report = json.loads(first.read_text())
     for key in ("sharpe", "sortino", "max_drawdown", "total_return", "turnover", "sharpe_ci", "fees_paid"):
         assert key in report["agent"]
-    assert tuple(report["baselines"]) == BASELINE_NAMES
+    assert tuple(report["baselines"]) == (*BASELINE_NAMES[:-1], "ppo", "random")  # tiny trains the PPO baseline
     assert set(report["comparison"]) == set(report["baselines"])
     for key in ("next_return_mse", "zero_forecast_mse", "direction_accuracy", "vol_forecast_corr"):
         assert isinstance(report["world_model"][key], float)
@@ -66,7 +66,17 @@ def test_run_is_complete_and_reproducible(flow_env: dict[str, Any], tmp_path: Pa
                  "world_model/checkpoint.pt", "validation/report.html", "dataset/dataset.npz"):  # fmt: skip
         assert (run_dir / path).is_file(), path
     timings = json.loads((run_dir / "metrics.json").read_text())["timings_s"]
-    assert set(timings) == {"ingest", "validate", "features", "world_model", "policy", "evaluate", "promote"}
+    assert set(timings) == {
+        "ingest",
+        "validate",
+        "features",
+        "warm_start",
+        "world_model",
+        "policy",
+        "ppo",
+        "evaluate",
+        "promote",
+    }
 
     from mlflow import MlflowClient  # the run is the flow's: tracked in MLflow, the agent registered
 
