@@ -47,7 +47,13 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 # Fields that may differ between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"policy_steps", "device", "policy_validate_every", "early_stopping_patience"}
+_RESUMABLE_CHANGES = {
+    "policy_steps",
+    "device",
+    "policy_validate_every",
+    "early_stopping_patience",
+    "early_stopping_warmup",
+}
 
 MetricsCallback = Callable[[int, dict[str, float]], None]
 
@@ -112,7 +118,8 @@ def train_policy_in(
     lanes = dataclasses.replace(Portfolio.flat(num_starts, device), position=random_positions(num_starts, cfg, device))
     step = 0
     metrics: dict[str, float] = {}  # the last update's, reported as the final metrics
-    selection = ModelSelection(cfg.early_stopping_patience, higher_is_better=True)
+    min_step = cfg.early_stopping_min_steps(cfg.policy_steps)
+    selection = ModelSelection(cfg.early_stopping_patience, higher_is_better=True, min_step=min_step)
     validate_every = cfg.policy_validate_every
     scorer = ValidationBacktest.for_dataset(world_model, dataset, cfg) if validate_every else None
 
@@ -258,5 +265,5 @@ def _resume(
     # Checkpoints written before the metrics were saved with them have none to report.
     metrics = {key: float(value) for key, value in saved.get("metrics", {}).items()}
     if "selection" in saved:  # nor had those written before model selection existed
-        selection = ModelSelection.from_dict(saved["selection"], selection.patience, selection.higher_is_better)
+        selection = ModelSelection.from_dict(saved["selection"], selection)
     return int(saved["step"]), Portfolio.from_dict(saved["lanes"], device), metrics, selection

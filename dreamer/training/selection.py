@@ -3,9 +3,9 @@
 Both trainers score their model every `validate_every` updates (the world model by its val loss, the
 policy by the net Sharpe ratio of a val-split backtest) and hand the score to a `ModelSelection`. It keeps
 a copy of the weights of the best score so far; after `patience` validations in a row without a better one
-it says to stop (patience 0: never). At the end the trainer loads the kept weights. The state, best
-weights included, goes into the trainer's checkpoint, so a resumed run selects exactly what an
-uninterrupted one would.
+it says to stop (patience 0: never; nor before update `min_step`). At the end the trainer loads the kept
+weights. The state, best weights included, goes into the trainer's checkpoint, so a resumed run selects
+exactly what an uninterrupted one would.
 
 A score that is missing or not finite (a policy that never trades has no Sharpe ratio) counts as the worst
 possible, so it is kept only when nothing better was ever seen.
@@ -25,8 +25,10 @@ from torch import nn
 class ModelSelection:
     patience: int  # validations without improvement before `should_stop` (0: never)
     higher_is_better: bool
+    min_step: int = 0  # never stop before this update: a policy still flat early on is not done learning
     best_score: float | None = None
     best_step: int = 0
+    last_step: int = 0
     stale: int = 0  # validations since the best one
     validations: int = 0
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)  # a detached copy of the best weights
@@ -34,6 +36,7 @@ class ModelSelection:
     def observe(self, step: int, score: float | None, module: nn.Module) -> bool:
         """Record the score of `module`'s weights after update `step`; True when it is the best so far."""
         self.validations += 1
+        self.last_step = step
         if self.validations > 1 and not self._better(score):
             self.stale += 1
             return False
@@ -51,7 +54,7 @@ class ModelSelection:
 
     @property
     def should_stop(self) -> bool:
-        return self.patience > 0 and self.stale >= self.patience
+        return self.patience > 0 and self.stale >= self.patience and self.last_step >= self.min_step
 
     def restore_best(self, module: nn.Module) -> None:
         """Load the best weights into `module` (nothing to do before the first validation)."""
@@ -72,18 +75,22 @@ class ModelSelection:
         return {
             "best_score": self.best_score,
             "best_step": self.best_step,
+            "last_step": self.last_step,
             "stale": self.stale,
             "validations": self.validations,
             "best_state": self.best_state,
         }
 
     @classmethod
-    def from_dict(cls, saved: dict[str, Any], patience: int, higher_is_better: bool) -> ModelSelection:
+    def from_dict(cls, saved: dict[str, Any], like: ModelSelection) -> ModelSelection:
+        """The state `to_dict` saved, under the rules (patience, direction, min_step) of `like`."""
         return cls(
-            patience=patience,
-            higher_is_better=higher_is_better,
+            patience=like.patience,
+            higher_is_better=like.higher_is_better,
+            min_step=like.min_step,
             best_score=saved["best_score"],
             best_step=int(saved["best_step"]),
+            last_step=int(saved["last_step"]),
             stale=int(saved["stale"]),
             validations=int(saved["validations"]),
             best_state=dict(saved["best_state"]),

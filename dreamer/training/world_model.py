@@ -141,7 +141,8 @@ def train_world_model(
     sampler = SequenceSampler(data, "train", cfg.sequence_length, cfg.batch_size, seed=cfg.seed, device=device)
 
     identity = _checkpoint_identity(data, cfg)
-    selection = ModelSelection(cfg.early_stopping_patience, higher_is_better=False)
+    min_step = cfg.early_stopping_min_steps(cfg.world_model_steps)
+    selection = ModelSelection(cfg.early_stopping_patience, higher_is_better=False, min_step=min_step)
     step = 0
     if resume and checkpoint.exists():
         step, selection = _restore(checkpoint, identity, model, optimizer, sampler, selection)
@@ -362,7 +363,7 @@ def _restore(
     optimizer.load_state_dict(saved["optimizer"])
     restore_rng_state(saved["rng"], sampler.generator)
     if "selection" in saved:  # checkpoints written before model selection existed have none
-        selection = ModelSelection.from_dict(saved["selection"], selection.patience, selection.higher_is_better)
+        selection = ModelSelection.from_dict(saved["selection"], selection)
     return int(saved["step"]), selection
 
 

@@ -56,8 +56,14 @@ def test_round_trips_through_a_checkpoint(tmp_path) -> None:
     module, selection = nn.Linear(1, 1), ModelSelection(patience=3, higher_is_better=False)
     scored(selection, [2.0, 1.0, 1.5], module)
     torch.save(selection.to_dict(), tmp_path / "selection.pt")
-    restored = ModelSelection.from_dict(torch.load(tmp_path / "selection.pt", weights_only=True), 3, False)
+    restored = ModelSelection.from_dict(torch.load(tmp_path / "selection.pt", weights_only=True), selection)
     assert restored.to_dict().keys() == selection.to_dict().keys()
     assert (restored.best_step, restored.best_score, restored.stale, restored.validations) == (2, 1.0, 1, 3)
     assert torch.equal(restored.best_state["weight"], selection.best_state["weight"])
     assert restored.summary() == pytest.approx(selection.summary())
+
+
+def test_no_early_stop_before_min_step() -> None:
+    module, selection = nn.Linear(1, 1), ModelSelection(patience=2, higher_is_better=True, min_step=5)
+    assert scored(selection, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], module) == [1]
+    assert selection.should_stop and selection.validations == 5  # stale since step 3, stopped at step 5
