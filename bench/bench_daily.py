@@ -8,6 +8,8 @@ funding of ../shared/data:
   trains from scratch (no champion yet) and registers the first champion;
 * day 2, the next day: ingests the new day, uses the `lookback_days: 365` window like the deployment,
   fine-tunes day 1's champion (warm start), re-evaluates that champion on the new window and decides.
+  Day 1's agent is made champion whatever it scores (`promotion.metric_floor: null`, the one change to the
+  daily config), so that day 2 takes the warm-started path.
 
 Each day's wall time is the whole `dreamer run` process (its temporary Prefect server included, which a
 deployment run does not start), next to the flow's own stage timings. The torch threads are the flow's
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dreamer.paths import PROJECT_ROOT
+from dreamer.paths import BUNDLED_CONFIGS_DIR, PROJECT_ROOT
 from dreamer.pipeline import RUN_REPORT
 from tests.fakes.bybit_server import FakeBybit, FundingSeries, KlineSeries
 
@@ -46,9 +48,9 @@ def serve_until(series: KlineSeries, last: int) -> KlineSeries:
     return KlineSeries(rows=series.rows[: last + 2], open_time_ms=series.open_time_ms[: last + 2])
 
 
-def run_day(fake_url: str, env: dict[str, str], args: list[str], run_dir: Path) -> dict[str, Any]:
+def run_day(fake_url: str, env: dict[str, str], config: Path, args: list[str], run_dir: Path) -> dict[str, Any]:
     command = [sys.executable, "-m", "dreamer.cli", "run", "--source", "bybit", "--base-url", fake_url]
-    command += ["--symbol", "BTCUSDT", "--interval", "5", "--config", "daily", "--run-dir", str(run_dir), *args]
+    command += ["--symbol", "BTCUSDT", "--interval", "5", "--config", str(config), "--run-dir", str(run_dir), *args]
     began = time.perf_counter()
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - began
@@ -61,6 +63,7 @@ def run_day(fake_url: str, env: dict[str, str], args: list[str], run_dir: Path) 
     world_model = result["training"]["world_model"]
     return {
         "wall_s": round(wall, 1),
+        "warm_start": result["training"]["warm_start"],
         "within_budget": wall <= BUDGET_S,
         "stage_s": timings,
         "rows": result["data"]["rows"],
@@ -89,12 +92,16 @@ def main() -> None:
             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
             "PREFECT_HOME": str(root / "prefect"),
         }
+        # The daily config, except that day 1's agent becomes champion whatever it scores (no Sharpe floor),
+        # so that day 2 measures the warm-started path the deployment takes once a champion exists.
+        config = root / "daily.yaml"
+        config.write_text((BUNDLED_CONFIGS_DIR / "daily.yaml").read_text() + "promotion:\n  metric_floor: null\n")
         days = {}
         last_of_day_one = first + YEAR_BARS - 1
         with FakeBybit({key: serve_until(series, last_of_day_one)}, {key[:2]: funding}) as fake:
-            days["day_1_scratch"] = run_day(fake.url, env, ["--start", FIRST_BAR], root / "day1")
+            days["day_1_scratch"] = run_day(fake.url, env, config, ["--start", FIRST_BAR], root / "day1")
         with FakeBybit({key: serve_until(series, last_of_day_one + BARS_A_DAY)}, {key[:2]: funding}) as fake:
-            days["day_2_warm_start"] = run_day(fake.url, env, ["--lookback-days", "365"], root / "day2")
+            days["day_2_warm_start"] = run_day(fake.url, env, config, ["--lookback-days", "365"], root / "day2")
     print(
         json.dumps(
             {

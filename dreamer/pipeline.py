@@ -342,10 +342,12 @@ def run_report(
     world_model: dict[str, Any],
     agent: dict[str, Any],
     evaluation: dict[str, Any],
+    warm_start: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's report (the JSON `dreamer run --metrics-out` writes) from the stages' results: `agent`,
     `baselines`, `comparison`, `world_model`, `config`, `data`, `evaluation`, `training`. A function of the
-    data, the config and its seed only (no paths, no clocks): on CPU two runs give identical JSON."""
+    data, the config and its seed only (no paths, no clocks): on CPU two runs give identical JSON, unless
+    one of them fine-tuned a champion (`warm_start`, the `warm-start` stage's result, says which)."""
     from dreamer.evaluation.report import jsonable
 
     return jsonable(
@@ -371,6 +373,8 @@ def run_report(
             },
             "evaluation": evaluation["window"],
             "training": {
+                # where training started: the source (scratch | champion), and the model or the reason
+                "warm_start": {key: value for key, value in (warm_start or {}).items() if key != "checkpoint"},
                 "world_model": {"steps": world_model["steps"], "final": _stable(world_model["final_metrics"])},
                 "policy": {"steps": agent["steps"], "final": _stable(agent["final_metrics"])},
             },

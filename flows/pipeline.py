@@ -467,7 +467,7 @@ def dreamer_flow(
             threads,
             parent,
         )
-        report = summary["report"] = run_report(spec, cfg, data, world_model, agent, evaluation)
+        report = summary["report"] = run_report(spec, cfg, data, world_model, agent, evaluation, initial)
         summary["promotion"] = timed(
             "promote",
             register_and_promote,
