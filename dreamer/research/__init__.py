@@ -1,0 +1,1 @@
+"""Research at scale: walk-forward evaluation over seeds, folds and symbols, and its honest statistics."""
