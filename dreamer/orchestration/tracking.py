@@ -346,7 +346,7 @@ class RunLogger:
 
 def flatten_numeric(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """`{"a": {"b": 1.0}}` -> `{"prefix.a.b": 1.0}`: numeric leaves (NaN kept, MLflow shows it; bools as 0/1),
-    characters MLflow rejects in names replaced by `_` (`actions/+0.5` -> `actions/_0.5`)."""
+    characters MLflow rejects in names replaced by `_` (`a+b` -> `a_b`)."""
     flat: dict[str, float] = {}
     for key, value in data.items():
         name = _INVALID_NAME_CHARS.sub("_", f"{prefix}.{key}" if prefix else str(key))
