@@ -7,7 +7,8 @@ own process. Every stage writes under its own directory of the run (`docs/ARCHIT
     run_dir/dataset/     dataset.npz, dataset.json, normaliser.json, features.parquet
     run_dir/world_model/ checkpoint.pt, metrics.jsonl
     run_dir/agent/       checkpoint.pt, metrics.jsonl
-    run_dir/evaluation/  metrics.json, equity.png, drawdown.png, positions.png, imagined_vs_real.png
+    run_dir/evaluation/  metrics.json, net_returns.npz (the agent's per-bar net returns), trace.npz,
+                         equity.png, drawdown.png, positions.png, imagined_vs_real.png
     run_dir/metrics.json the run's report (`run_report`, with timings; `dreamer run --metrics-out` writes it)
 
 Which bars a run reads: `[start, end]` of the `DataSpec`; without `start`, the `lookback_days` before the
@@ -219,10 +220,12 @@ def stage_evaluate(
     dataset_dir: str | Path, agent_checkpoint: str | Path, cfg: RunConfig, out_dir: str | Path
 ) -> dict[str, Any]:
     """Backtest the agent and the baselines on the test split, score the world model's forecasts there,
-    draw the plots. Writes `metrics.json`; returns its content plus the file paths."""
+    draw the plots. Writes `metrics.json` and the agent's per-bar net returns (`net_returns.npz`, what a
+    paired comparison with another agent on this window needs); returns its content plus the file paths."""
     from dreamer.agent.policy import TradingPolicy
     from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
+    from dreamer.evaluation.net_returns import save_net_returns
     from dreamer.evaluation.report import evaluate_policy, jsonable, write_json, write_plots
     from dreamer.features.dataset import MarketDataset
     from dreamer.training import resolve_device
@@ -243,6 +246,8 @@ def stage_evaluate(
         warm_up_bars=policy.cfg.sequence_length,
         seed=policy.cfg.seed,
     )
+    window = evaluation.window
+    net_returns = save_net_returns(out, window.open_time_ms[:-1], evaluation.results["agent"].net_returns)
     forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
     critic = load_critic(agent_checkpoint, policy)
     diagnostics = policy_diagnostics(
@@ -251,7 +256,7 @@ def stage_evaluate(
         evaluation.inputs,
         evaluation.results["agent"],
         out,
-        funding=dataset.funding.take(evaluation.window.rows),
+        funding=dataset.funding.take(window.rows),
         seed=dreamer_cfg.seed,
     )
     plots = write_plots(
@@ -265,7 +270,7 @@ def stage_evaluate(
     )
     report = {**evaluation.report, "world_model": jsonable(forecasts), "diagnostics": jsonable(diagnostics)}
     metrics_path = write_json(out / "metrics.json", report)
-    return {**report, "metrics_path": str(metrics_path), "plots": plots}
+    return {**report, "metrics_path": str(metrics_path), "net_returns_path": str(net_returns), "plots": plots}
 
 
 def run_report(
