@@ -9,8 +9,11 @@ Several runs may share a local store: the first to open a fresh one creates its 
 (`<db>.lock`) while the others wait.
 
 Layout. One **parent run** per pipeline run (named after the Prefect flow run), holding the full config
-as params, the tags below, the data's identity as a dataset input, the headline metrics (agent and
-baselines on the held-out window) and the logged model. One **nested run per stage** (`ingest`,
+as params (with the device the run resolved), the tags below, the data's identity as a dataset input, the
+headline metrics (`stage_logs.headline`: agent with its Sharpe interval, baselines, the paired Sharpe
+differences `vs_<baseline>.*` and, after promotion, `vs_champion.*`, all on the held-out window), the
+evaluation's plots and tear sheet, and the logged model, whose metrics are the headline's too (the UI's
+Models view ranks versions by them). One **nested run per stage** (`ingest`,
 `validate`, `features`, `world_model`, `policy`, `evaluate`, `promote`) holds that stage's own metrics,
 step-wise histories and artifacts, and fails on its own when the stage fails. Nested runs keep each
 stage's step-wise curves separate and show, in the UI, which stage a failed run died in.
@@ -123,6 +126,11 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 than on the GenAI "Overview" of traces (read from the UI's bundle, mlflow 3.17: `experimentKind`)."""
 
 
+RUNS_TABLE_QUERY = "orderByKey=metrics.%60agent.sharpe%60&orderByAsc=false"
+"""The runs table sorted by the parent runs' `agent.sharpe`, highest first (the UI's own URL parameters,
+read from its bundle, mlflow 3.17: `orderByKey`, `orderByAsc`)."""
+
+
 def ensure_experiment(mlflow_client: MlflowClient, name: str | None = None) -> str:
     """Id of experiment `name` (default `$MLFLOW_EXPERIMENT_NAME` or `dreamer`), created if missing, and
     marked as model training (`EXPERIMENT_KIND`)."""
@@ -174,14 +182,27 @@ class FlowTracking:
     def logger(self) -> RunLogger:
         return RunLogger(client(self.tracking_uri), self.run_id)
 
-    def run_url(self, run_id: str | None = None) -> str | None:
-        """A link to the run in an MLflow UI, when one is known (`$DREAMER_MLFLOW_UI` or an http store)."""
+    def ui_url(self) -> str | None:
+        """Base URL of an MLflow UI serving this store, when one is known (`$DREAMER_MLFLOW_UI` or an http store)."""
         base = os.environ.get(UI_URL_ENV)
         if not base and self.tracking_uri.startswith(("http://", "https://")):
             base = self.tracking_uri
-        if not base:
-            return None
-        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id or self.run_id}"
+        return base.rstrip("/") if base else None
+
+    def run_url(self, run_id: str | None = None) -> str | None:
+        """A link to the run in an MLflow UI, when one is known (`ui_url`)."""
+        base = self.ui_url()
+        return None if base is None else f"{base}/#/experiments/{self.experiment_id}/runs/{run_id or self.run_id}"
+
+    def artifact_url(self, artifact_path: str) -> str | None:
+        """A link to one artifact of the parent run in an MLflow UI (its page shows images and HTML)."""
+        run = self.run_url()
+        return None if run is None else f"{run}/artifactPath/{artifact_path}"
+
+    def runs_table_url(self) -> str | None:
+        """A link to the experiment's runs table, best agent Sharpe first (`RUNS_TABLE_QUERY`)."""
+        base = self.ui_url()
+        return None if base is None else f"{base}/#/experiments/{self.experiment_id}/runs?{RUNS_TABLE_QUERY}"
 
 
 def start_flow_run(
@@ -282,9 +303,11 @@ class RunLogger:
         for start in range(0, len(items), _PARAM_BATCH):
             self.client.log_batch(self.run_id, params=items[start : start + _PARAM_BATCH])
 
-    def metrics(self, metrics: Mapping[str, Any], step: int = 0, prefix: str = "") -> None:
-        """Numeric leaves of a nested mapping as `prefix.a.b` metrics; non-numeric leaves are skipped."""
-        self._log_metric_rows([(step, flatten_numeric(metrics, prefix))])
+    def metrics(self, metrics: Mapping[str, Any], step: int = 0, prefix: str = "", model_id: str | None = None) -> None:
+        """Numeric leaves of a nested mapping as `prefix.a.b` metrics; non-numeric leaves are skipped. With
+        `model_id` (an MLflow logged model), the metrics are the model's too: the UI's Models view and the
+        registered versions show and rank by them."""
+        self._log_metric_rows([(step, flatten_numeric(metrics, prefix))], model_id)
 
     def history(
         self,
@@ -335,11 +358,15 @@ class RunLogger:
     def text_artifact(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 
-    def _log_metric_rows(self, rows: list[tuple[int, dict[str, float]]]) -> None:
+    def _log_metric_rows(self, rows: list[tuple[int, dict[str, float]]], model_id: str | None = None) -> None:
         from mlflow.entities import Metric
 
         timestamp = int(time.time() * 1000)
-        metrics = [Metric(key, value, timestamp, step) for step, values in rows for key, value in values.items()]
+        metrics = [
+            Metric(key, value, timestamp, step, model_id=model_id)
+            for step, values in rows
+            for key, value in values.items()
+        ]
         for start in range(0, len(metrics), _BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[start : start + _BATCH])
 
