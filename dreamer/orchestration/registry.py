@@ -294,15 +294,27 @@ def register_version(
     model_id: str | None = None,
 ) -> ModelVersion:
     """Register `model_uri` (logged in run `run_id`; `model_id` for an MLflow 3 logged model) as a new
-    version of `name`, creating the registered model on first use."""
+    version of `name`, creating the registered model on first use. The logged model is tagged with the
+    versions it became, as `mlflow.register_model` does (the UI's model page shows them; the sqlite registry
+    keeps no other link from a version back to its logged model)."""
+    import json
+
     from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     try:
         client.create_registered_model(name, description="DreamerV3 world-model trading agent (pyfunc)")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    return client.create_model_version(name, source=model_uri, run_id=run_id, tags=dict(tags or {}), model_id=model_id)
+    version = client.create_model_version(
+        name, source=model_uri, run_id=run_id, tags=dict(tags or {}), model_id=model_id
+    )
+    if model_id:
+        earlier = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
+        registered = [*earlier, {"name": name, "version": version.version}]
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(registered)})
+    return version
 
 
 def delete_orphan_versions(client: MlflowClient, name: str) -> list[str]:

@@ -295,6 +295,21 @@ def test_registry_champion_then_challenger_then_new_champion(registry: tuple[Mlf
     assert client.get_model_version(name, first).tags["promotion.replaced_by"] == third
 
 
+def test_a_registered_version_is_listed_on_its_logged_model(registry: tuple[MlflowClient, str]) -> None:
+    """What the UI's logged-model page shows as "Model versions" (else: "Not registered")."""
+    import json
+
+    client, experiment_id = registry
+    run = client.create_run(experiment_id)
+    model = client.create_logged_model(experiment_id, source_run_id=run.info.run_id)
+    name = registered_model_name("linear", "ADAUSDT", "5")
+    source = f"runs:/{run.info.run_id}/agent"  # models:/<id> would be resolved through the global tracking URI
+    first = register_version(client, name, source, run.info.run_id, model_id=model.model_id)
+    again = register_version(client, name, source, run.info.run_id, model_id=model.model_id)
+    listed = json.loads(client.get_logged_model(model.model_id).tags["mlflow.modelVersions"])
+    assert listed == [{"name": name, "version": first.version}, {"name": name, "version": again.version}]
+
+
 def test_registry_without_champion_but_with_a_rejected_first_model(registry: tuple[MlflowClient, str]) -> None:
     client, experiment_id = registry
     name = registered_model_name("linear", "ETHUSDT", "15")
