@@ -122,13 +122,21 @@ def _open_local_store(uri: str, db_path: Path) -> None:
 
 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-"""The experiment tag MLflow 3's UI reads to open an experiment on its runs table (model training) rather
-than on the GenAI "Overview" of traces (read from the UI's bundle, mlflow 3.17: `experimentKind`)."""
+"""The experiment tag that says "model training, not GenAI" (MLflow's experiments list shows it). The UI of
+mlflow 3.17 no longer opens an experiment by it: it opens every experiment in the workflow of its GenAI /
+Model training toggle (remembered per browser, GenAI at first), unless the link says `UI_WORKFLOW`."""
+UI_WORKFLOW = "workflowType=machine_learning"
+"""What every link to the MLflow UI carries, so that it opens on the model-training pages (runs table, run
+page with its metrics and artifacts) rather than the GenAI overview of traces (checked in a browser against
+mlflow 3.17.2: `#/experiments/<id>` alone lands on `overview/usage?workflowType=genai`)."""
 
 
-RUNS_TABLE_QUERY = "orderByKey=metrics.%60agent.sharpe%60&orderByAsc=false"
-"""The runs table sorted by the parent runs' `agent.sharpe`, highest first (the UI's own URL parameters,
-read from its bundle, mlflow 3.17: `orderByKey`, `orderByAsc`)."""
+RUNS_TABLE_QUERY = (
+    f"{UI_WORKFLOW}&searchFilter=tags.%60mlflow.parentRunId%60%20IS%20NULL"
+    "&orderByKey=metrics.%60agent.sharpe%60&orderByAsc=false"
+)
+"""The runs table with the parent runs only (the ones that carry the headline), highest `agent.sharpe`
+first: the UI's own URL parameters (`searchFilter`, `orderByKey`, `orderByAsc`, mlflow 3.17)."""
 
 
 def ensure_experiment(mlflow_client: MlflowClient, name: str | None = None) -> str:
@@ -191,18 +199,20 @@ class FlowTracking:
 
     def run_url(self, run_id: str | None = None) -> str | None:
         """A link to the run in an MLflow UI, when one is known (`ui_url`)."""
-        base = self.ui_url()
-        return None if base is None else f"{base}/#/experiments/{self.experiment_id}/runs/{run_id or self.run_id}"
+        return self._ui_link(f"runs/{run_id or self.run_id}")
 
     def artifact_url(self, artifact_path: str) -> str | None:
         """A link to one artifact of the parent run in an MLflow UI (its page shows images and HTML)."""
-        run = self.run_url()
-        return None if run is None else f"{run}/artifactPath/{artifact_path}"
+        return self._ui_link(f"runs/{self.run_id}/artifactPath/{artifact_path}")
 
     def runs_table_url(self) -> str | None:
         """A link to the experiment's runs table, best agent Sharpe first (`RUNS_TABLE_QUERY`)."""
         base = self.ui_url()
         return None if base is None else f"{base}/#/experiments/{self.experiment_id}/runs?{RUNS_TABLE_QUERY}"
+
+    def _ui_link(self, page: str) -> str | None:
+        base = self.ui_url()
+        return None if base is None else f"{base}/#/experiments/{self.experiment_id}/{page}?{UI_WORKFLOW}"
 
 
 def start_flow_run(

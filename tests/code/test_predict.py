@@ -121,7 +121,10 @@ def test_predict_names_the_aliases_and_versions_a_model_has_when_the_one_asked_f
     assert main([*_predict(tmp_path, "linear"), "--alias", "challenger"]) == 1
     error = capsys.readouterr().err
     assert f"error: no alias 'challenger' of model {name}" in error
-    assert f"{name} has aliases champion (v{champion}) and versions {champion}: pick one with --alias or --version" in error
+    assert (
+        f"{name} has aliases champion (v{champion}) and versions {champion}: pick one with --alias or --version"
+        in error
+    )
     assert main([*_predict(tmp_path, "linear"), "--version", "7"]) == 1
     assert f"no version 7 of model {name}" in capsys.readouterr().err
 

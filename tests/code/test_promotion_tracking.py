@@ -61,20 +61,20 @@ def test_flatten_numeric_names_and_values() -> None:
 def test_run_url_needs_a_known_ui(monkeypatch: pytest.MonkeyPatch) -> None:
     local = FlowTracking("sqlite:////tmp/x.db", "3", "abc")
     monkeypatch.delenv("DREAMER_MLFLOW_UI", raising=False)
-    assert local.run_url() is None
+    assert local.run_url() is None and local.artifact_url("x") is None and local.runs_table_url() is None
     monkeypatch.setenv("DREAMER_MLFLOW_UI", "http://127.0.0.1:5000/")
-    assert local.run_url() == "http://127.0.0.1:5000/#/experiments/3/runs/abc"
-    assert (
-        local.artifact_url("tearsheet/t.html")
-        == "http://127.0.0.1:5000/#/experiments/3/runs/abc/artifactPath/tearsheet/t.html"
+    # every link opens the model-training pages, not the GenAI overview the UI starts on
+    assert local.run_url() == "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    assert local.artifact_url("tearsheet/t.html") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc/artifactPath/tearsheet/t.html?workflowType=machine_learning"
     )
     assert local.runs_table_url() == (
-        "http://127.0.0.1:5000/#/experiments/3/runs?orderByKey=metrics.%60agent.sharpe%60&orderByAsc=false"
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&searchFilter=tags.%60mlflow.parentRunId%60%20IS%20NULL&orderByKey=metrics.%60agent.sharpe%60&orderByAsc=false"
     )
     remote = FlowTracking("https://mlflow.example.com", "3", "abc")
     monkeypatch.delenv("DREAMER_MLFLOW_UI")
-    assert remote.run_url("def") == "https://mlflow.example.com/#/experiments/3/runs/def"
-    assert local.artifact_url("x") is None and local.runs_table_url() is None
+    assert remote.run_url("def") == "https://mlflow.example.com/#/experiments/3/runs/def?workflowType=machine_learning"
 
 
 EVALUATION = {
@@ -219,6 +219,7 @@ def test_plots_and_the_tear_sheet_go_to_the_parent_run(
     monkeypatch.setenv("DREAMER_MLFLOW_UI", "http://127.0.0.1:5000")
     assert parent.artifact_url("tearsheet/tearsheet.html") == (
         f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run.info.run_id}/artifactPath/tearsheet/tearsheet.html"
+        "?workflowType=machine_learning"
     )
     assert stage_logs.tearsheet_artifact({"plots": {}}) is None  # an evaluation without one
 

@@ -162,6 +162,8 @@ def test_the_parent_run_carries_what_runs_are_compared_by(
     agent's Sharpe interval, the paired differences with every baseline and, on the second run, with the
     champion), the plots and the decision; the logged model holds the same numbers; the registered version
     the significance test."""
+    import json
+
     from dreamer.training import resolve_device
 
     store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"}
@@ -201,7 +203,11 @@ def test_the_parent_run_carries_what_runs_are_compared_by(
     assert tags["promotion.decision"] == "challenger"
     assert tags["promotion.model"] == f"{promotion['model_name']}/{promotion['version']}"
 
-    model_metrics = {m.key: m.value for m in client.get_logged_model(promotion["model_id"]).metrics}
+    logged_model = client.get_logged_model(promotion["model_id"])
+    assert json.loads(logged_model.tags["mlflow.modelVersions"]) == [
+        {"name": promotion["model_name"], "version": int(promotion["version"])}
+    ]
+    model_metrics = {m.key: m.value for m in logged_model.metrics}
     for key in ("agent.sharpe", "agent.sharpe_ci_low", "vs_buy_and_hold.sharpe_diff", "vs_champion.sharpe_diff"):
         assert model_metrics[key] == pytest.approx(metrics[key]), key
     version = client.get_model_version(promotion["model_name"], promotion["version"])
@@ -212,7 +218,7 @@ def test_the_parent_run_carries_what_runs_are_compared_by(
 
     markdown = artifact_markdown("dreamer-run-summary", str(second.state_details.flow_run_id))
     experiment_id = parent.info.experiment_id
-    assert f"(http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?orderByKey=" in markdown
+    assert f"(http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&" in markdown
 
 
 def test_validation_failure_fails_the_run_with_the_report(harness: dict[str, Any], tmp_path: Path) -> None:
