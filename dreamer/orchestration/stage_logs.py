@@ -269,7 +269,7 @@ def log_promotion(run: RunLogger, promotion: Mapping[str, Any]) -> None:
 
 def log_parent_headline(tracking: FlowTracking, evaluation: Mapping[str, Any]) -> None:
     """The evaluation's `headline` metrics on the parent run. Logged at step 0 before the model is: MLflow
-    links a run's step-0 metrics to the model logged in it (the Models view ranks versions by them)."""
+    links a run's step-0 metrics to the model logged in it (the UI's Models view shows them per model)."""
     tracking.logger().metrics(headline(evaluation))
 
 

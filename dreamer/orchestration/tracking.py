@@ -13,8 +13,8 @@ as params (with the device the run resolved), the tags below, the data's identit
 headline metrics (`stage_logs.headline`: agent with its Sharpe interval, baselines, the paired Sharpe
 differences `vs_<baseline>.*` and, after promotion, `vs_champion.*`, all on the held-out window), the
 evaluation's plots and tear sheet, and the logged model, whose metrics are the headline's too (the UI's
-Models view ranks versions by them). One **nested run per stage** (`ingest`,
-`validate`, `features`, `world_model`, `policy`, `evaluate`, `promote`) holds that stage's own metrics,
+Models view shows them per model, with the registry version it became). One **nested run per stage**
+(`ingest`, `validate`, `features`, `world_model`, `policy`, `evaluate`, `promote`) holds that stage's own metrics,
 step-wise histories and artifacts, and fails on its own when the stage fails. Nested runs keep each
 stage's step-wise curves separate and show, in the UI, which stage a failed run died in.
 
@@ -315,8 +315,8 @@ class RunLogger:
 
     def metrics(self, metrics: Mapping[str, Any], step: int = 0, prefix: str = "", model_id: str | None = None) -> None:
         """Numeric leaves of a nested mapping as `prefix.a.b` metrics; non-numeric leaves are skipped. With
-        `model_id` (an MLflow logged model), the metrics are the model's too: the UI's Models view and the
-        registered versions show and rank by them."""
+        `model_id` (an MLflow logged model), the metrics are the model's too (the UI's Models view and model
+        page show them)."""
         self._log_metric_rows([(step, flatten_numeric(metrics, prefix))], model_id)
 
     def history(
