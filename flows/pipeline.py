@@ -17,7 +17,8 @@ stage's nested MLflow run. Tasks exchange paths and plain dicts.
   task logs each of its steps with its duration;
 - a completed run writes its report (`dreamer.pipeline.run_report`, plus stage timings) to
   `<run_dir>/metrics.json` and returns it as `report`;
-- every run, completed or failed, ends with the Markdown artifact `dreamer-run-summary`.
+- every run, completed or failed, ends with the Markdown artifact `dreamer-run-summary`, which links to the
+  MLflow run, the experiment's runs table and the evaluation's tear sheet (when an MLflow UI is known).
 
 Environment: DREAMER_BYBIT_URL (Bybit base URL), DREAMER_DB (DuckDB file when `db_path` is not given),
 MLFLOW_TRACKING_URI (default: ./mlflow), DREAMER_RUNS_DIR (run outputs, default ./runs),
@@ -230,6 +231,7 @@ def evaluate(
         )
         stage_logs.log_evaluation(run, result)
     stage_logs.log_parent_headline(parent, result)
+    stage_logs.log_parent_plots(parent, result)
     agent = result["agent"]
     numbers = {key: agent.get(key) for key in ("sharpe", "max_drawdown", "total_return", "funding_paid")}
     shown = {key: "n/a" if value is None else f"{value:.4g}" for key, value in numbers.items()}
@@ -406,7 +408,7 @@ def dreamer_flow(
             "config": cfg.name,
             "run_dir": str(out),
         },
-        params={**cfg.flat_params(), **{f"data.{k}": v for k, v in spec.to_dict().items()}, "data.db_path": db},
+        params=stage_logs.parent_params(cfg, {**spec.to_dict(), "db_path": db}),
     )
     summary: dict[str, Any] = {
         "market": {"category": spec.category, "symbol": spec.symbol, "interval": spec.interval},
@@ -416,6 +418,7 @@ def dreamer_flow(
             "experiment_id": parent.experiment_id,
             "tracking_uri": parent.tracking_uri,
             "url": parent.run_url(),
+            "runs_table_url": parent.runs_table_url(),
         },
     }
     logger.info("MLflow run %s in %s; outputs in %s", parent.run_id, parent.tracking_uri, out)
@@ -467,6 +470,9 @@ def dreamer_flow(
             threads,
             parent,
         )
+        tearsheet = stage_logs.tearsheet_artifact(evaluation)
+        if tearsheet:
+            summary["mlflow"]["tearsheet_url"] = parent.artifact_url(tearsheet)
         report = summary["report"] = run_report(spec, cfg, data, world_model, agent, evaluation, initial)
         summary["promotion"] = timed(
             "promote",

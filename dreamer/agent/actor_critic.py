@@ -48,6 +48,14 @@ from dreamer.model.world_model import WorldModel
 from dreamer.training import NonFiniteError
 
 
+def action_share_name(level: float) -> str:
+    """The metric name of the share of imagined steps at position `level`: `actions/long_0.5`,
+    `actions/short_1`, `actions/flat` (MLflow rejects '+' in a name, and `+0.5`/`-0.5` must stay apart)."""
+    if level == 0:
+        return "actions/flat"
+    return f"actions/{'long' if level > 0 else 'short'}_{abs(level):g}"
+
+
 class ActorCritic(nn.Module):
     def __init__(self, world_model: WorldModel, cfg: DreamerConfig) -> None:
         super().__init__()
@@ -152,7 +160,7 @@ class ActorCritic(nn.Module):
                     "actor/advantage_to_entropy": advantage.abs().mean() / (cfg.entropy_coef * mean_entropy),
                 }
                 terms |= {
-                    f"actions/{level:+g}": counts[i] / counts.sum() for i, level in enumerate(cfg.position_levels)
+                    action_share_name(level): counts[i] / counts.sum() for i, level in enumerate(cfg.position_levels)
                 }
             values_list = torch.stack([term.float().to(x.device) for term in terms.values()]).tolist()  # one sync
             metrics = dict(zip(terms, values_list, strict=True))

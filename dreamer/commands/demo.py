@@ -14,6 +14,7 @@ from typing import Any
 
 from dreamer.commands.common import add_db_arg
 from dreamer.commands.run import add_threads_arg, run_flow, summary_lines
+from dreamer.orchestration.tracking import UI_WORKFLOW
 
 DEMO_CONFIG = "demo"
 MLFLOW_UI_PORT = 5000
@@ -81,7 +82,7 @@ def promotion_lines(promotion: dict[str, Any]) -> list[str]:
 def mlflow_lines(mlflow: dict[str, Any]) -> list[str]:
     uri = mlflow["tracking_uri"]
     ui = f"http://127.0.0.1:{MLFLOW_UI_PORT}"
-    url = mlflow.get("url") or f"{ui}/#/experiments/{mlflow['experiment_id']}/runs/{mlflow['run_id']}"
+    url = mlflow.get("url") or f"{ui}/#/experiments/{mlflow['experiment_id']}/runs/{mlflow['run_id']}?{UI_WORKFLOW}"
     return [
         f"MLflow: run {mlflow['run_id']} in {uri}",
         f"  open the UI: .venv/bin/mlflow ui --backend-store-uri {shlex.quote(uri)} --port {MLFLOW_UI_PORT}",

@@ -129,26 +129,28 @@ def registered_version(
 
 
 def what_exists(client: MlflowClient, name: str) -> str:
-    """What a user asking for a missing model can do instead: trade the challenger, pick a registered model
-    that exists (a misspelled symbol, another interval), or train one."""
+    """What a user asking for a missing model can do instead: trade the challenger when no model of the market
+    is champion yet, pick an alias or version the model has, pick a registered model that exists (a misspelled
+    symbol, another interval), or train one."""
     from mlflow.exceptions import MlflowException
 
     from dreamer.orchestration import registry
 
     train = "train one with the `dreamer` flow (`dreamer run`, or make up then prefect deployment run dreamer/daily)"
     try:
-        challenger = client.get_model_version_by_alias(name, registry.CHALLENGER)
-    except MlflowException:
-        challenger = None
-    if challenger is not None:
+        aliases = {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
+    except MlflowException:  # no such registered model
+        names = sorted(m.name for m in client.search_registered_models() if m.name.startswith("dreamer-"))
+        return f"registered models: {', '.join(names) or 'none'}; {train}"
+    if registry.CHAMPION not in aliases and registry.CHALLENGER in aliases:
         return (
             f"no model of this market has passed the promotion guard rails yet; `--alias challenger` trades the "
-            f"latest candidate (v{challenger.version}), or {train}"
+            f"latest candidate (v{aliases[registry.CHALLENGER]}), or {train}"
         )
-    names = sorted(model.name for model in client.search_registered_models() if model.name.startswith("dreamer-"))
-    if name not in names:
-        return f"registered models: {', '.join(names) or 'none'}; {train}"
-    return train
+    versions = sorted((int(v.version) for v in client.search_model_versions(f"name = '{name}'")), reverse=True)
+    held = ", ".join(f"{alias} (v{version})" for alias, version in sorted(aliases.items())) or "none"
+    listed = ", ".join(map(str, versions[:10])) + (" …" if len(versions) > 10 else "")
+    return f"{name} has aliases {held} and versions {listed or 'none'}: pick one with --alias or --version, or {train}"
 
 
 def load_model(model_uri: str, label: str) -> PyFuncModel:

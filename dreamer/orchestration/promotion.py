@@ -5,9 +5,13 @@
 1. Re-evaluate the current champion (if any) on this run's test split with this run's evaluation
    settings and costs, through the same `stage_evaluate` as the candidate: numbers from different
    windows are never compared. The champion reads the features through its own training normaliser.
-2. Decide (`registry.decide_promotion`, a pure function): guard rails, then the configured metric (a
-   champion that could not be re-evaluated does not count against the candidate).
-3. Log the agent as a pyfunc model in the run, load it back and trade the latest stored bars with it
+2. Decide (`registry.decide_promotion`, a pure function): guard rails, then the configured metric and,
+   by default, a significant Sharpe difference: the paired block-bootstrap interval of the candidate's minus
+   the champion's Sharpe, from both agents' per-bar net returns on the window (`net_returns.npz` of each
+   evaluation), must lie above 0 (a champion that could not be re-evaluated does not count against the
+   candidate).
+3. Log the agent as a pyfunc model in the run (MLflow links the run's params and its step-0 metrics, the
+   headline of the evaluation, to the logged model), load it back and trade the latest stored bars with it
    (a model that does not load never reaches the registry), register it as a new version of
    `dreamer-<category>-<symbol>-<interval>` and write the decision: tags, then the alias. A champion of
    the legacy name `dreamer-<symbol>-<interval>` is adopted first when it was trained on this category.
@@ -25,6 +29,7 @@ import numpy as np
 
 from dreamer.config import RunConfig
 from dreamer.errors import DreamerError
+from dreamer.evaluation import net_returns
 from dreamer.orchestration import registry
 from dreamer.orchestration.tracking import FlowTracking, client
 
@@ -51,9 +56,10 @@ def register_and_promote(
 ) -> dict[str, Any]:
     """See the module docstring. `data` is `stage_features`' result, `evaluation` `stage_evaluate`'s.
 
-    Returns a JSON-ready dict: `model_name`, `version`, `model_uri`, `decision` (alias, promote, metric,
-    values, reasons), `champion` (version and its metrics on this window, or None) and `latest`
-    (the new model's target position for the latest stored bar)."""
+    Returns a JSON-ready dict: `model_name`, `version`, `model_uri`, `model_id` (the MLflow logged model),
+    `decision` (`PromotionDecision.to_dict`: alias, promote, metric, values, the paired Sharpe difference,
+    reasons), `champion` (version and its metrics on this window, or None) and `latest` (the new model's
+    target position for the latest stored bar)."""
     import mlflow
 
     from dreamer.orchestration.pyfunc import latest_position, log_agent_model
@@ -79,8 +85,15 @@ def register_and_promote(
             else:
                 notes += overlap_notes(champion.tags, data, version)
         metrics = evaluated[version]["metrics"] if version in evaluated else None
+        sharpe_diff = None
+        if version in evaluated:
+            try:
+                sharpe_diff = paired_with_champion(evaluation, evaluated[version], cfg)
+            except (OSError, KeyError, DreamerError) as exc:  # no returns to pair: the decision says so
+                log.warning("no paired comparison with champion v%s: %s", version, exc)
+                notes.append(f"no paired comparison with champion v{version}: {exc}")
         return registry.decide_promotion(
-            evaluation["agent"], metrics, cfg.promotion, champion_version=version, notes=notes
+            evaluation["agent"], metrics, cfg.promotion, champion_version=version, notes=notes, sharpe_diff=sharpe_diff
         )
 
     decision = decide(current)
@@ -105,15 +118,8 @@ def register_and_promote(
         "version": str(version.version),
         "model_uri": info.model_uri,
         "registry_uri": f"models:/{name}/{version.version}",
-        "decision": {
-            "alias": decision.alias,
-            "promote": decision.promote,
-            "metric": decision.metric,
-            "candidate_value": decision.candidate_value,
-            "champion_value": decision.champion_value,
-            "champion_version": decision.champion_version,
-            "reasons": list(decision.reasons),
-        },
+        "model_id": info.model_id,
+        "decision": decision.to_dict(),
         "champion": evaluated.get(decision.champion_version or ""),
         "latest": latest,
     }
@@ -145,7 +151,24 @@ def evaluate_champion(
         "metrics": result["agent"],
         "window": result["window"],
         "metrics_path": result["metrics_path"],
+        "net_returns_path": result["net_returns_path"],
     }
+
+
+def paired_with_champion(
+    candidate: dict[str, Any], champion: dict[str, Any], cfg: RunConfig
+) -> net_returns.SharpeDifference:
+    """Candidate minus champion Sharpe on this window, from both evaluations' per-bar net returns, with its
+    paired block-bootstrap interval at `cfg.promotion.confidence` (the evaluation's block size and samples)."""
+    return net_returns.paired_sharpe_difference(
+        net_returns.load_net_returns(candidate["net_returns_path"]),
+        net_returns.load_net_returns(champion["net_returns_path"]),
+        float(candidate["window"]["periods_per_year"]),
+        block=cfg.evaluation.bootstrap_block,
+        samples=cfg.evaluation.bootstrap_samples,
+        seed=cfg.dreamer.seed,
+        confidence=cfg.promotion.confidence,
+    )
 
 
 def dataset_for_normaliser(dataset_dir: str | Path, normaliser: Any, out_dir: Path) -> Path:

@@ -1,7 +1,8 @@
 """Champion promotion through the MLflow Model Registry.
 
 Two layers. `decide_promotion` is a pure function of two metric dicts measured on the **same** held-out
-window (the candidate's and the current champion's, re-evaluated there) and the `PromotionConfig`; it
+window (the candidate's and the current champion's, re-evaluated there), the paired bootstrap comparison of
+their Sharpe ratios there (`dreamer.evaluation.net_returns.SharpeDifference`) and the `PromotionConfig`; it
 returns a `PromotionDecision` with human-readable reasons. The thin MLflow layer below it registers the
 candidate as a new version of `dreamer-<category>-<symbol>-<interval>`, writes the decision as version tags
 and moves the alias: `champion` when promoted, `challenger` otherwise. A registered model has at most one
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from filelock import FileLock
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+
+    from dreamer.evaluation.net_returns import SharpeDifference  # imports torch (through dreamer.trading)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -71,6 +74,9 @@ class PromotionDecision:
     champion_value: float | None  # None when there is no champion (or it could not be evaluated)
     champion_version: str | None
     reasons: tuple[str, ...]
+    sharpe_diff: SharpeDifference | None = None  # candidate minus champion on the window (None: no champion)
+    require_significance: bool = False
+    significance_level: float | None = None
 
     @property
     def alias(self) -> str:
@@ -78,13 +84,44 @@ class PromotionDecision:
 
     def as_tags(self) -> dict[str, str]:
         """The decision as MLflow model-version tags (all strings)."""
+        diff = self.sharpe_diff
         return {
             f"{TAG_PREFIX}decision": self.alias,
             f"{TAG_PREFIX}metric": self.metric,
             f"{TAG_PREFIX}candidate_value": _fmt(self.candidate_value),
             f"{TAG_PREFIX}champion_value": _fmt(self.champion_value),
             f"{TAG_PREFIX}champion_version": self.champion_version or "none",
+            f"{TAG_PREFIX}sharpe_diff": _fmt(None if diff is None else diff.diff),
+            f"{TAG_PREFIX}sharpe_diff_ci_low": _fmt(None if diff is None else diff.ci_low),
+            f"{TAG_PREFIX}sharpe_diff_ci_high": _fmt(None if diff is None else diff.ci_high),
+            f"{TAG_PREFIX}significant": "none" if diff is None else str(diff.significant).lower(),
+            f"{TAG_PREFIX}require_significance": str(self.require_significance).lower(),
+            f"{TAG_PREFIX}significance_level": _fmt(self.significance_level),
             f"{TAG_PREFIX}reasons": "; ".join(self.reasons),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: what the promotion stage returns and the run summary shows."""
+        diff = self.sharpe_diff
+        return {
+            "alias": self.alias,
+            "promote": self.promote,
+            "metric": self.metric,
+            "candidate_value": self.candidate_value,
+            "champion_value": self.champion_value,
+            "champion_version": self.champion_version,
+            "sharpe_diff": None
+            if diff is None
+            else {
+                "diff": diff.diff,
+                "ci_low": diff.ci_low,
+                "ci_high": diff.ci_high,
+                "confidence": diff.confidence,
+                "significant": diff.significant,
+            },
+            "require_significance": self.require_significance,
+            "significance_level": self.significance_level,
+            "reasons": list(self.reasons),
         }
 
 
@@ -94,6 +131,7 @@ def decide_promotion(
     cfg: PromotionConfig,
     champion_version: str | None = None,
     notes: Sequence[str] = (),
+    sharpe_diff: SharpeDifference | None = None,
 ) -> PromotionDecision:
     """Should the candidate become champion?
 
@@ -102,8 +140,11 @@ def decide_promotion(
     not be evaluated there. The candidate must first pass the guard rails: a finite value of the metric,
     better than `cfg.metric_floor`, and a maximum drawdown within `cfg.max_drawdown_limit`. It is then
     promoted when there is no champion, when the champion could not be evaluated, when the champion's value
-    is not finite, or when it beats the champion by more than `cfg.min_improvement`. `notes` (caveats about
-    the comparison, why the champion could not be evaluated) end the reasons.
+    is not finite, or when it beats the champion by more than `cfg.min_improvement` and, with
+    `cfg.require_significance`, `sharpe_diff` (candidate minus champion Sharpe on the same bars, its interval
+    at `cfg.confidence`) is significant: its whole interval lies above 0. Without that evidence (None) a
+    champion that could be evaluated stays. `notes` (caveats about the comparison, why the champion could
+    not be evaluated) end the reasons.
     """
     value = _finite(candidate.get(cfg.metric))
     champion_value = _finite(champion.get(cfg.metric)) if champion is not None else None
@@ -126,13 +167,28 @@ def decide_promotion(
         reasons.append(f"the champion's {cfg.metric} is not finite on this window; the candidate's is {value:.4g}")
     else:
         improvement = value - champion_value if cfg.higher_is_better else champion_value - value
-        promote = improvement > cfg.min_improvement
-        verdict = "beats" if promote else "does not beat"
+        beats = improvement > cfg.min_improvement
+        verdict = "beats" if beats else "does not beat"
         reasons.append(
             f"candidate {cfg.metric}={value:.4g} {verdict} champion v{champion_version or '?'} "
             f"{cfg.metric}={champion_value:.4g} on the same window by more than {cfg.min_improvement:g} "
             f"(improvement {improvement:+.4g})"
         )
+        significant = sharpe_diff is not None and sharpe_diff.significant
+        promote = beats and (significant or not cfg.require_significance)
+        if sharpe_diff is None:
+            if beats and cfg.require_significance:
+                reasons.append(
+                    "no paired comparison of the two agents' returns on this window, so no evidence that the "
+                    "difference is more than chance: the champion stays (require_significance)"
+                )
+        else:
+            required = "required" if cfg.require_significance else "not required"
+            reasons.append(
+                f"Sharpe difference {sharpe_diff.diff:+.3g}, {sharpe_diff.confidence:.0%} paired block-bootstrap "
+                f"interval [{sharpe_diff.ci_low:+.3g}, {sharpe_diff.ci_high:+.3g}]: "
+                f"{'significant' if significant else 'not significant'} ({required})"
+            )
     reasons.extend(notes)
     return PromotionDecision(
         promote=promote,
@@ -141,6 +197,9 @@ def decide_promotion(
         champion_value=champion_value,
         champion_version=champion_version,
         reasons=tuple(reasons),
+        sharpe_diff=sharpe_diff,
+        require_significance=cfg.require_significance,
+        significance_level=cfg.significance_level,
     )
 
 
@@ -235,15 +294,27 @@ def register_version(
     model_id: str | None = None,
 ) -> ModelVersion:
     """Register `model_uri` (logged in run `run_id`; `model_id` for an MLflow 3 logged model) as a new
-    version of `name`, creating the registered model on first use."""
+    version of `name`, creating the registered model on first use. The logged model is tagged with the
+    versions it became, as `mlflow.register_model` does (the UI's model page shows them; the sqlite registry
+    keeps no other link from a version back to its logged model)."""
+    import json
+
     from mlflow.exceptions import MlflowException
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     try:
         client.create_registered_model(name, description="DreamerV3 world-model trading agent (pyfunc)")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    return client.create_model_version(name, source=model_uri, run_id=run_id, tags=dict(tags or {}), model_id=model_id)
+    version = client.create_model_version(
+        name, source=model_uri, run_id=run_id, tags=dict(tags or {}), model_id=model_id
+    )
+    if model_id:
+        earlier = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
+        registered = [*earlier, {"name": name, "version": version.version}]
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(registered)})
+    return version
 
 
 def delete_orphan_versions(client: MlflowClient, name: str) -> list[str]:

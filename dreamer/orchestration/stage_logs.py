@@ -6,13 +6,14 @@ Each function takes the stage's nested-run logger and the plain dict the stage r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from dreamer.config import RunConfig
 from dreamer.orchestration.tracking import FlowTracking, RunLogger, read_jsonl
 
 if TYPE_CHECKING:
@@ -48,6 +49,21 @@ HEADLINE = (
     "num_trades",
 )
 """Backtest metrics copied to the parent run, where the MLflow experiment table compares runs."""
+PLOTS_ARTIFACT_DIR = "plots"
+TEARSHEET_ARTIFACT_DIR = "tearsheet"
+
+
+def parent_params(cfg: RunConfig, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The parent run's params: the full config (`section.key`) and the data spec (`data.*`). `dreamer.device`
+    is the device the run resolved (`auto` becomes `cpu` or `cuda`), so runs on the same hardware compare
+    equal whatever their config said; the config's own value is `dreamer.device_requested`."""
+    from dreamer.training import resolve_device  # imports torch
+
+    params = cfg.flat_params()
+    requested = str(cfg.dreamer.device)
+    params["dreamer.device"] = str(resolve_device(requested))
+    params["dreamer.device_requested"] = requested
+    return params | {f"data.{key}": value for key, value in data.items()}
 
 
 def log_ingest(run: RunLogger, result: Mapping[str, Any]) -> None:
@@ -151,10 +167,13 @@ def log_training(run: RunLogger, result: Mapping[str, Any], streamed: TrainingPr
 
 
 def log_evaluation(run: RunLogger, evaluation: Mapping[str, Any]) -> None:
-    """Agent and baseline backtests, comparisons, world-model forecast metrics, held-out diagnostics,
-    metrics.json, the diagnostics trace and plots."""
+    """Agent and baseline backtests, comparisons (with the bounds of their intervals), world-model forecast
+    metrics, held-out diagnostics, metrics.json, the diagnostics trace and plots."""
+    comparison = evaluation.get("comparison") or {}
     run.metrics(
-        {key: evaluation.get(key) for key in ("agent", "baselines", "comparison", "world_model", "diagnostics")}
+        {key: evaluation.get(key) for key in ("baselines", "world_model", "diagnostics")}
+        | {"agent": with_interval_bounds(evaluation.get("agent") or {})}
+        | {"comparison": {name: with_interval_bounds(c) for name, c in comparison.items()}}
         | {"window": {"bars": evaluation.get("window", {}).get("bars")}}
     )
     window = evaluation.get("window", {})
@@ -167,7 +186,68 @@ def log_evaluation(run: RunLogger, evaluation: Mapping[str, Any]) -> None:
         if trace.exists():
             run.artifact(trace)
     for path in (evaluation.get("plots") or {}).values():
-        run.artifact(path, "plots")
+        run.artifact(path, PLOTS_ARTIFACT_DIR)
+
+
+def with_interval_bounds(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """`metrics` with every interval `<name>_ci: [low, high]` (a list, which MLflow cannot hold) also as the
+    scalars `<name>_ci_low` and `<name>_ci_high`."""
+    bounds = {
+        f"{key}_{side}": bound
+        for key, value in metrics.items()
+        if key.endswith("_ci") and isinstance(value, list | tuple) and len(value) == 2
+        for side, bound in zip(("low", "high"), value, strict=True)
+    }
+    return {**metrics, **bounds}
+
+
+def versus(sharpe_diff: float | None, interval: Sequence[Any] | None, significant: bool | None) -> dict[str, Any]:
+    """One paired comparison as the parent run's `vs_<other>.*` scalars: the agent's Sharpe minus the other's
+    on the same bars, and the bounds of its paired block-bootstrap interval."""
+    low, high = interval if isinstance(interval, list | tuple) and len(interval) == 2 else (None, None)
+    return {
+        "sharpe_diff": sharpe_diff,
+        "sharpe_diff_ci_low": low,
+        "sharpe_diff_ci_high": high,
+        "significant": significant,
+    }
+
+
+def headline(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers a reader compares runs by: `agent.*` (with `sharpe_ci_low`/`_high`), `baselines.<name>.*`,
+    `vs_<baseline>.*` (the paired Sharpe differences) and `world_model.*`."""
+    agent = with_interval_bounds(evaluation.get("agent") or {})
+    baselines = evaluation.get("baselines") or {}
+    comparison = evaluation.get("comparison") or {}
+    return {
+        "agent": {key: agent.get(key) for key in (*HEADLINE, "sharpe_ci_low", "sharpe_ci_high")},
+        "baselines": {name: {key: m.get(key) for key in HEADLINE} for name, m in baselines.items()},
+        **{
+            f"vs_{name}": versus(c.get("sharpe_diff"), c.get("sharpe_diff_ci"), c.get("significant"))
+            for name, c in comparison.items()
+        },
+        "world_model": evaluation.get("world_model") or {},
+    }
+
+
+def versus_champion(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"vs_champion": versus(...)}` of a decision made against a champion's returns on the window, else {}."""
+    diff = decision.get("sharpe_diff")
+    if not diff:
+        return {}
+    return {"vs_champion": versus(diff["diff"], [diff["ci_low"], diff["ci_high"]], diff["significant"])}
+
+
+def promotion_headline(promotion: Mapping[str, Any]) -> dict[str, Any]:
+    """After the decision: `promotion.promoted`, the champion's numbers on this window (`champion.*`) and the
+    paired comparison with it (`vs_champion.*`), when there was a champion to compare with."""
+    decision = promotion["decision"]
+    champion = promotion.get("champion")
+    return (
+        {"promotion": {"promoted": decision["promote"]}}
+        | ({"champion": {key: champion["metrics"].get(key) for key in HEADLINE}} if champion else {})
+        | versus_champion(decision)
+    )
 
 
 def log_promotion(run: RunLogger, promotion: Mapping[str, Any]) -> None:
@@ -189,24 +269,36 @@ def log_promotion(run: RunLogger, promotion: Mapping[str, Any]) -> None:
             "latest_target_position": (promotion.get("latest") or {}).get("target_position"),
         }
         | ({"champion_metrics": champion["metrics"]} if champion else {})
+        | versus_champion(decision)
     )
     run.dict_artifact(promotion, "promotion.json")
 
 
 def log_parent_headline(tracking: FlowTracking, evaluation: Mapping[str, Any]) -> None:
-    """The numbers a reader compares runs by, on the parent run."""
-    agent = evaluation.get("agent", {})
-    baselines = evaluation.get("baselines", {})
-    tracking.logger().metrics(
-        {
-            "agent": {key: agent.get(key) for key in HEADLINE},
-            "baselines": {name: {key: m.get(key) for key in HEADLINE} for name, m in baselines.items()},
-            "world_model": evaluation.get("world_model", {}),
-        }
-    )
+    """The evaluation's `headline` metrics on the parent run. Logged at step 0 before the model is: MLflow
+    links a run's step-0 metrics to the model logged in it (the UI's Models view shows them per model)."""
+    tracking.logger().metrics(headline(evaluation))
+
+
+def log_parent_plots(tracking: FlowTracking, evaluation: Mapping[str, Any]) -> None:
+    """The evaluation's plots (`plots/`) and, when the evaluation made one, its HTML tear sheet
+    (`tearsheet_artifact`) on the parent run, beside the numbers they illustrate."""
+    logger = tracking.logger()
+    for path in (evaluation.get("plots") or {}).values():
+        logger.artifact(path, PLOTS_ARTIFACT_DIR)
+    if evaluation.get("tearsheet"):
+        logger.artifact(evaluation["tearsheet"], TEARSHEET_ARTIFACT_DIR)
+
+
+def tearsheet_artifact(evaluation: Mapping[str, Any]) -> str | None:
+    """Where `log_parent_plots` puts the tear sheet in the parent run's artifacts (None: there is none)."""
+    tearsheet = evaluation.get("tearsheet")
+    return f"{TEARSHEET_ARTIFACT_DIR}/{Path(tearsheet).name}" if tearsheet else None
 
 
 def log_parent_promotion(tracking: FlowTracking, promotion: Mapping[str, Any]) -> None:
+    """The decision as tags, and `promotion_headline` as metrics of the parent run and of the logged model
+    (logged after the model, so linked to it explicitly)."""
     decision = promotion["decision"]
     logger = tracking.logger()
     logger.tags(
@@ -216,11 +308,7 @@ def log_parent_promotion(tracking: FlowTracking, promotion: Mapping[str, Any]) -
             "promotion.reasons": "; ".join(decision["reasons"]),
         }
     )
-    champion = promotion.get("champion")
-    logger.metrics(
-        {"promotion.promoted": decision["promote"]}
-        | ({"champion": {key: champion["metrics"].get(key) for key in HEADLINE}} if champion else {})
-    )
+    logger.metrics(promotion_headline(promotion), model_id=promotion.get("model_id"))
 
 
 def log_data_identity(tracking: FlowTracking, data: Mapping[str, Any], db_path: str | Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from dreamer.features.validate import FundingSummary
@@ -38,7 +39,7 @@ def render_summary(run: Mapping[str, Any]) -> str:
     lines += _training(run)
     lines += _evaluation(run.get("evaluation"), run.get("promotion"))
     lines += _promotion(run.get("promotion"))
-    lines += _mlflow(run.get("mlflow"))
+    lines += _mlflow(run.get("mlflow"), run.get("evaluation"))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -175,11 +176,21 @@ def _promotion(promotion: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
-def _mlflow(info: Mapping[str, Any] | None) -> list[str]:
+def _mlflow(info: Mapping[str, Any] | None, evaluation: Mapping[str, Any] | None) -> list[str]:
+    """The run in MLflow, the runs table to compare it in and the tear sheet: links when an MLflow UI is
+    known (`url`, `runs_table_url`, `tearsheet_url`), else the tracking URI and the local file."""
     if not info:
         return []
     where = f"[open in MLflow]({info['url']})" if info.get("url") else f"tracking URI `{info.get('tracking_uri')}`"
-    return ["", "## MLflow", f"Run `{info.get('run_id')}` (experiment {info.get('experiment_id')}): {where}"]
+    lines = ["", "## MLflow", f"Run `{info.get('run_id')}` (experiment {info.get('experiment_id')}): {where}"]
+    if info.get("runs_table_url"):
+        lines.append(f"\nCompare with other runs: [runs table, best agent Sharpe first]({info['runs_table_url']})")
+    tearsheet = (evaluation or {}).get("tearsheet")
+    if info.get("tearsheet_url"):
+        lines.append(f"\nTear sheet: [{Path(str(tearsheet)).name}]({info['tearsheet_url']}) (parent run artifact)")
+    elif tearsheet:
+        lines.append(f"\nTear sheet: `{tearsheet}`")
+    return lines
 
 
 def _row(label: str, metrics: Mapping[str, Any]) -> str:

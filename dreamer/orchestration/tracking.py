@@ -9,9 +9,12 @@ Several runs may share a local store: the first to open a fresh one creates its 
 (`<db>.lock`) while the others wait.
 
 Layout. One **parent run** per pipeline run (named after the Prefect flow run), holding the full config
-as params, the tags below, the data's identity as a dataset input, the headline metrics (agent and
-baselines on the held-out window) and the logged model. One **nested run per stage** (`ingest`,
-`validate`, `features`, `world_model`, `policy`, `evaluate`, `promote`) holds that stage's own metrics,
+as params (with the device the run resolved), the tags below, the data's identity as a dataset input, the
+headline metrics (`stage_logs.headline`: agent with its Sharpe interval, baselines, the paired Sharpe
+differences `vs_<baseline>.*` and, after promotion, `vs_champion.*`, all on the held-out window), the
+evaluation's plots and tear sheet, and the logged model, whose metrics are the headline's too (the UI's
+Models view shows them per model, with the registry version it became). One **nested run per stage**
+(`ingest`, `validate`, `features`, `world_model`, `policy`, `evaluate`, `promote`) holds that stage's own metrics,
 step-wise histories and artifacts, and fails on its own when the stage fails. Nested runs keep each
 stage's step-wise curves separate and show, in the UI, which stage a failed run died in.
 
@@ -119,8 +122,21 @@ def _open_local_store(uri: str, db_path: Path) -> None:
 
 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-"""The experiment tag MLflow 3's UI reads to open an experiment on its runs table (model training) rather
-than on the GenAI "Overview" of traces (read from the UI's bundle, mlflow 3.17: `experimentKind`)."""
+"""The experiment tag that says "model training, not GenAI" (MLflow's experiments list shows it). The UI of
+mlflow 3.17 no longer opens an experiment by it: it opens every experiment in the workflow of its GenAI /
+Model training toggle (remembered per browser, GenAI at first), unless the link says `UI_WORKFLOW`."""
+UI_WORKFLOW = "workflowType=machine_learning"
+"""What every link to the MLflow UI carries, so that it opens on the model-training pages (runs table, run
+page with its metrics and artifacts) rather than the GenAI overview of traces (checked in a browser against
+mlflow 3.17.2: `#/experiments/<id>` alone lands on `overview/usage?workflowType=genai`)."""
+
+
+RUNS_TABLE_QUERY = (
+    f"{UI_WORKFLOW}&searchFilter=tags.%60mlflow.parentRunId%60%20IS%20NULL"
+    "&orderByKey=metrics.%60agent.sharpe%60&orderByAsc=false"
+)
+"""The runs table with the parent runs only (the ones that carry the headline), highest `agent.sharpe`
+first: the UI's own URL parameters (`searchFilter`, `orderByKey`, `orderByAsc`, mlflow 3.17)."""
 
 
 def ensure_experiment(mlflow_client: MlflowClient, name: str | None = None) -> str:
@@ -174,14 +190,29 @@ class FlowTracking:
     def logger(self) -> RunLogger:
         return RunLogger(client(self.tracking_uri), self.run_id)
 
-    def run_url(self, run_id: str | None = None) -> str | None:
-        """A link to the run in an MLflow UI, when one is known (`$DREAMER_MLFLOW_UI` or an http store)."""
+    def ui_url(self) -> str | None:
+        """Base URL of an MLflow UI serving this store, when one is known (`$DREAMER_MLFLOW_UI` or an http store)."""
         base = os.environ.get(UI_URL_ENV)
         if not base and self.tracking_uri.startswith(("http://", "https://")):
             base = self.tracking_uri
-        if not base:
-            return None
-        return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id or self.run_id}"
+        return base.rstrip("/") if base else None
+
+    def run_url(self, run_id: str | None = None) -> str | None:
+        """A link to the run in an MLflow UI, when one is known (`ui_url`)."""
+        return self._ui_link(f"runs/{run_id or self.run_id}")
+
+    def artifact_url(self, artifact_path: str) -> str | None:
+        """A link to one artifact of the parent run in an MLflow UI (its page shows images and HTML)."""
+        return self._ui_link(f"runs/{self.run_id}/artifactPath/{artifact_path}")
+
+    def runs_table_url(self) -> str | None:
+        """A link to the experiment's runs table, best agent Sharpe first (`RUNS_TABLE_QUERY`)."""
+        base = self.ui_url()
+        return None if base is None else f"{base}/#/experiments/{self.experiment_id}/runs?{RUNS_TABLE_QUERY}"
+
+    def _ui_link(self, page: str) -> str | None:
+        base = self.ui_url()
+        return None if base is None else f"{base}/#/experiments/{self.experiment_id}/{page}?{UI_WORKFLOW}"
 
 
 def start_flow_run(
@@ -282,9 +313,11 @@ class RunLogger:
         for start in range(0, len(items), _PARAM_BATCH):
             self.client.log_batch(self.run_id, params=items[start : start + _PARAM_BATCH])
 
-    def metrics(self, metrics: Mapping[str, Any], step: int = 0, prefix: str = "") -> None:
-        """Numeric leaves of a nested mapping as `prefix.a.b` metrics; non-numeric leaves are skipped."""
-        self._log_metric_rows([(step, flatten_numeric(metrics, prefix))])
+    def metrics(self, metrics: Mapping[str, Any], step: int = 0, prefix: str = "", model_id: str | None = None) -> None:
+        """Numeric leaves of a nested mapping as `prefix.a.b` metrics; non-numeric leaves are skipped. With
+        `model_id` (an MLflow logged model), the metrics are the model's too (the UI's Models view and model
+        page show them)."""
+        self._log_metric_rows([(step, flatten_numeric(metrics, prefix))], model_id)
 
     def history(
         self,
@@ -334,11 +367,15 @@ class RunLogger:
     def text_artifact(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
 
-    def _log_metric_rows(self, rows: list[tuple[int, dict[str, float]]]) -> None:
+    def _log_metric_rows(self, rows: list[tuple[int, dict[str, float]]], model_id: str | None = None) -> None:
         from mlflow.entities import Metric
 
         timestamp = int(time.time() * 1000)
-        metrics = [Metric(key, value, timestamp, step) for step, values in rows for key, value in values.items()]
+        metrics = [
+            Metric(key, value, timestamp, step, model_id=model_id)
+            for step, values in rows
+            for key, value in values.items()
+        ]
         for start in range(0, len(metrics), _BATCH):
             self.client.log_batch(self.run_id, metrics=metrics[start : start + _BATCH])
 
@@ -351,7 +388,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def flatten_numeric(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """`{"a": {"b": 1.0}}` -> `{"prefix.a.b": 1.0}`: numeric leaves (NaN kept, MLflow shows it; bools as 0/1),
-    characters MLflow rejects in names replaced by `_` (`actions/+0.5` -> `actions/_0.5`)."""
+    characters MLflow rejects in names replaced by `_` (`a+b` -> `a_b`)."""
     flat: dict[str, float] = {}
     for key, value in data.items():
         name = _INVALID_NAME_CHARS.sub("_", f"{prefix}.{key}" if prefix else str(key))

@@ -110,3 +110,29 @@ def test_without_a_champion_predict_offers_the_challenger_or_lists_the_models(
     misspelled = ["predict", "--symbol", "BTCUSDC", "--interval", "5", "--db", str(tmp_path / "dreamer.duckdb")]
     assert main(misspelled) == 1
     assert "registered models: dreamer-linear-btcusdt-5;" in capsys.readouterr().err
+
+
+def test_predict_names_the_aliases_and_versions_a_model_has_when_the_one_asked_for_is_missing(
+    store: tuple[MlflowClient, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, experiment_id = store
+    name = registry.registered_model_name("linear", "BTCUSDT", "5")
+    champion = _champion(client, experiment_id, name, "linear")
+    assert main([*_predict(tmp_path, "linear"), "--alias", "challenger"]) == 1
+    error = capsys.readouterr().err
+    assert f"error: no alias 'challenger' of model {name}" in error
+    assert (
+        f"{name} has aliases champion (v{champion}) and versions {champion}: pick one with --alias or --version"
+        in error
+    )
+    assert main([*_predict(tmp_path, "linear"), "--version", "7"]) == 1
+    assert f"no version 7 of model {name}" in capsys.readouterr().err
+
+
+def test_predict_checks_the_symbol_as_ingest_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["predict", "--symbol", "BTC/USDT", "--interval", "5", "--db", str(tmp_path / "dreamer.duckdb")]
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: invalid symbol 'BTC/USDT': expected 2-30 characters A-Z, 0-9 or '-'")
+    assert main(["ingest", "--symbol", "BTC/USDT", "--db", str(tmp_path / "dreamer.duckdb")]) == 1
+    assert capsys.readouterr().err == error  # the very same check and message

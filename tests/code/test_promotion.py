@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 from dreamer.config import load_config
 from dreamer.errors import ConfigError
+from dreamer.evaluation.net_returns import SharpeDifference
 from dreamer.orchestration.config import PromotionConfig
 from dreamer.orchestration.registry import (
     CHALLENGER,
@@ -29,7 +30,9 @@ from dreamer.orchestration.registry import (
     registered_model_name,
 )
 
-CFG = PromotionConfig(metric="sharpe", min_improvement=0.1, max_drawdown_limit=0.3)
+CFG = PromotionConfig(metric="sharpe", min_improvement=0.1, max_drawdown_limit=0.3, require_significance=False)
+"""The metric rule on its own; `EVIDENCE` adds the paired significance test (the default)."""
+EVIDENCE = PromotionConfig(metric="sharpe", min_improvement=0.1, max_drawdown_limit=0.3)
 
 
 def metrics(sharpe: float, max_drawdown: float = -0.1) -> dict[str, float]:
@@ -131,7 +134,9 @@ def test_a_candidate_breaking_a_guard_rail_does_not_replace_a_champion_that_coul
 
 
 def test_lower_is_better_metrics() -> None:
-    cfg = PromotionConfig(metric="volatility", higher_is_better=False, min_improvement=0.0, metric_floor=None)
+    cfg = PromotionConfig(
+        metric="volatility", higher_is_better=False, min_improvement=0.0, metric_floor=None, require_significance=False
+    )
     low = {"volatility": 0.2, "max_drawdown": -0.1}
     high = {"volatility": 0.4, "max_drawdown": -0.1}
     assert decide_promotion(low, high, cfg).promote
@@ -155,6 +160,62 @@ def test_decision_tags_are_strings_with_the_reasons() -> None:
     assert all(isinstance(value, str) for value in tags.values())
 
 
+def difference(diff: float, low: float, high: float) -> SharpeDifference:
+    return SharpeDifference(diff=diff, ci_low=low, ci_high=high, confidence=EVIDENCE.confidence)
+
+
+def test_a_better_candidate_needs_a_significant_sharpe_difference() -> None:
+    """Sharpe 1.25 against 1.0 beats the margin of 0.1, but whether it is promoted is up to the paired interval."""
+    noisy = decide_promotion(metrics(1.25), metrics(1.0), EVIDENCE, "3", sharpe_diff=difference(0.25, -0.4, 0.9))
+    assert not noisy.promote and noisy.alias == CHALLENGER
+    assert "beats champion v3" in noisy.reasons[0]
+    assert noisy.reasons[1] == (
+        "Sharpe difference +0.25, 95% paired block-bootstrap interval [-0.4, +0.9]: not significant (required)"
+    )
+    clear = decide_promotion(metrics(1.25), metrics(1.0), EVIDENCE, "3", sharpe_diff=difference(0.25, 0.05, 0.45))
+    assert clear.promote and clear.alias == CHAMPION
+    assert clear.reasons[1].endswith("interval [+0.05, +0.45]: significant (required)")
+    on_the_point = decide_promotion(metrics(1.25), metrics(1.0), CFG, "3", sharpe_diff=difference(0.25, -0.4, 0.9))
+    assert on_the_point.promote  # require_significance: false decides on the metric alone
+    assert on_the_point.reasons[1].endswith("not significant (not required)")
+
+
+def test_a_significant_difference_does_not_promote_a_candidate_that_does_not_beat_the_margin() -> None:
+    decision = decide_promotion(metrics(1.05), metrics(1.0), EVIDENCE, "3", sharpe_diff=difference(0.05, 0.01, 0.09))
+    assert not decision.promote
+
+
+def test_without_paired_returns_an_evaluated_champion_stays() -> None:
+    decision = decide_promotion(metrics(2.0), metrics(1.0), EVIDENCE, "3", notes=("no paired comparison: gone",))
+    assert not decision.promote
+    assert decision.reasons[1].startswith("no paired comparison of the two agents' returns on this window")
+    assert decision.reasons[2] == "no paired comparison: gone"
+
+
+def test_without_a_champion_significance_is_not_asked() -> None:
+    first = decide_promotion(metrics(0.5), None, EVIDENCE)
+    assert first.promote and "first model" in first.reasons[0]
+    assert first.sharpe_diff is None and first.as_tags()["promotion.significant"] == "none"
+    broken = decide_promotion(metrics(0.5), None, EVIDENCE, champion_version="4")  # could not be evaluated
+    assert broken.promote
+
+
+def test_the_significance_test_lands_in_the_version_tags_and_the_stage_result() -> None:
+    decision = decide_promotion(metrics(1.25), metrics(1.0), EVIDENCE, "3", sharpe_diff=difference(0.25, -0.4, 0.9))
+    tags = decision.as_tags()
+    assert float(tags["promotion.sharpe_diff"]) == 0.25
+    assert float(tags["promotion.sharpe_diff_ci_low"]) == -0.4 and float(tags["promotion.sharpe_diff_ci_high"]) == 0.9
+    assert tags["promotion.significant"] == "false" and tags["promotion.require_significance"] == "true"
+    assert float(tags["promotion.significance_level"]) == 0.05
+    assert decision.to_dict()["sharpe_diff"] == {
+        "diff": 0.25,
+        "ci_low": -0.4,
+        "ci_high": 0.9,
+        "confidence": 0.95,
+        "significant": False,
+    }
+
+
 def test_registered_model_name_is_per_category_and_lower_case() -> None:
     assert registered_model_name("linear", "BTCUSDT", "5") == "dreamer-linear-btcusdt-5"
     assert registered_model_name("spot", "ETHUSDT", "D") == "dreamer-spot-ethusdt-d"
@@ -174,6 +235,13 @@ def test_promotion_config_is_validated_from_yaml(tmp_path: Path) -> None:
     assert load_config(path).promotion == PromotionConfig(metric="sortino", min_improvement=0.05, metric_floor=None)
     path.write_text("promotion:\n  max_drawdown_limit: 1.5\n")
     with pytest.raises(ConfigError, match="max_drawdown_limit"):
+        load_config(path)
+    path.write_text("promotion:\n  require_significance: false\n  significance_level: 0.1\n")
+    loaded = load_config(path).promotion
+    assert not loaded.require_significance and loaded.confidence == pytest.approx(0.9)
+    assert PromotionConfig().require_significance  # on by default
+    path.write_text("promotion:\n  significance_level: 0.5\n")
+    with pytest.raises(ConfigError, match="significance_level"):
         load_config(path)
 
 
@@ -225,6 +293,21 @@ def test_registry_champion_then_challenger_then_new_champion(registry: tuple[Mlf
     assert _alias(client, name, CHAMPION) == third
     assert _alias(client, name, CHALLENGER) == second  # untouched
     assert client.get_model_version(name, first).tags["promotion.replaced_by"] == third
+
+
+def test_a_registered_version_is_listed_on_its_logged_model(registry: tuple[MlflowClient, str]) -> None:
+    """What the UI's logged-model page shows as "Model versions" (else: "Not registered")."""
+    import json
+
+    client, experiment_id = registry
+    run = client.create_run(experiment_id)
+    model = client.create_logged_model(experiment_id, source_run_id=run.info.run_id)
+    name = registered_model_name("linear", "ADAUSDT", "5")
+    source = f"runs:/{run.info.run_id}/agent"  # models:/<id> would be resolved through the global tracking URI
+    first = register_version(client, name, source, run.info.run_id, model_id=model.model_id)
+    again = register_version(client, name, source, run.info.run_id, model_id=model.model_id)
+    listed = json.loads(client.get_logged_model(model.model_id).tags["mlflow.modelVersions"])
+    assert listed == [{"name": name, "version": first.version}, {"name": name, "version": again.version}]
 
 
 def test_registry_without_champion_but_with_a_rejected_first_model(registry: tuple[MlflowClient, str]) -> None:

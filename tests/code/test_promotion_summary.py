@@ -52,6 +52,7 @@ def completed_run() -> dict[str, Any]:
             "comparison": {"buy_and_hold": {"beats": True, "significant": False}, "flat": {"beats": True,
                                                                                       "significant": True}},
             "world_model": {"return_mae_bps": 12.5, "coverage_90": 0.88},
+            "tearsheet": "/runs/x/evaluation/t.html",
         },
         "promotion": {
             "model_name": "dreamer-linear-btcusdt-5",
@@ -61,7 +62,9 @@ def completed_run() -> dict[str, Any]:
             "champion": {"version": "6", "metrics": {**METRICS, "sharpe": 1.5}},
             "latest": {"target_position": -0.5, "bar_open_time": "2026-11-24T00:10:00+00:00"},
         },
-        "mlflow": {"run_id": "abc123", "experiment_id": "1", "url": "http://127.0.0.1:5000/#/experiments/1/runs/abc"},
+        "mlflow": {"run_id": "abc123", "experiment_id": "1", "url": "http://127.0.0.1:5000/#/experiments/1/runs/abc",
+                   "runs_table_url": "http://127.0.0.1:5000/#/experiments/1/runs?orderByKey=x",
+                   "tearsheet_url": "http://127.0.0.1:5000/#/experiments/1/runs/abc/artifactPath/tearsheet/t.html"},
     }  # fmt: skip
 
 
@@ -83,6 +86,8 @@ COMPLETED_RUN_FRAGMENTS = [
     "- candidate sharpe=1.234 does not beat champion v6",
     "**-0.50**",
     "[open in MLflow](http://127.0.0.1:5000/#/experiments/1/runs/abc)",
+    "[runs table, best agent Sharpe first](http://127.0.0.1:5000/#/experiments/1/runs?orderByKey=x)",
+    "Tear sheet: [t.html](http://127.0.0.1:5000/#/experiments/1/runs/abc/artifactPath/tearsheet/t.html)",
 ]
 
 
@@ -91,6 +96,16 @@ def test_completed_run_summary_has_every_section() -> None:
     assert markdown.startswith("# dreamer: BTCUSDT 5 (linear)")
     missing = [fragment for fragment in COMPLETED_RUN_FRAGMENTS if fragment not in markdown]
     assert not missing, markdown
+
+
+def test_without_a_known_mlflow_ui_the_summary_names_the_store_and_the_tear_sheet_file() -> None:
+    run = completed_run()
+    run["mlflow"] = {"run_id": "abc123", "experiment_id": "1", "tracking_uri": "sqlite:////x/mlflow.db"}
+    markdown = render_summary(run)
+    assert "tracking URI `sqlite:////x/mlflow.db`" in markdown and "runs table" not in markdown
+    assert "Tear sheet: `/runs/x/evaluation/t.html`" in markdown
+    del run["evaluation"]["tearsheet"]
+    assert "Tear sheet" not in render_summary(run)
 
 
 def test_failed_run_summary_shows_the_error_and_what_was_done() -> None:

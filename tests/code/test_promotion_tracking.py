@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from dreamer.orchestration import tracking
+from dreamer.orchestration import stage_logs, tracking
 from dreamer.orchestration.tracking import FlowTracking, RunLogger, flatten_numeric
 
 
@@ -51,22 +51,95 @@ def test_tracking_uri_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -
 
 def test_flatten_numeric_names_and_values() -> None:
     flat = flatten_numeric(
-        {"agent": {"sharpe": 1.5, "hit_rate": None, "beats": True, "ci": [0.1, 0.2]}, "actions/+0.5": 0.25},
+        {"agent": {"sharpe": 1.5, "hit_rate": None, "beats": True, "ci": [0.1, 0.2]}, "long+short": 0.25},
         prefix="eval",
     )
-    assert flat == {"eval.agent.sharpe": 1.5, "eval.agent.beats": 1.0, "eval.actions/_0.5": 0.25}
+    assert flat == {"eval.agent.sharpe": 1.5, "eval.agent.beats": 1.0, "eval.long_short": 0.25}
     assert math.isnan(flatten_numeric({"x": math.nan})["x"])
 
 
 def test_run_url_needs_a_known_ui(monkeypatch: pytest.MonkeyPatch) -> None:
     local = FlowTracking("sqlite:////tmp/x.db", "3", "abc")
     monkeypatch.delenv("DREAMER_MLFLOW_UI", raising=False)
-    assert local.run_url() is None
+    assert local.run_url() is None and local.artifact_url("x") is None and local.runs_table_url() is None
     monkeypatch.setenv("DREAMER_MLFLOW_UI", "http://127.0.0.1:5000/")
-    assert local.run_url() == "http://127.0.0.1:5000/#/experiments/3/runs/abc"
+    # every link opens the model-training pages, not the GenAI overview the UI starts on
+    assert local.run_url() == "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    assert local.artifact_url("tearsheet/t.html") == (
+        "http://127.0.0.1:5000/#/experiments/3/runs/abc/artifactPath/tearsheet/t.html?workflowType=machine_learning"
+    )
+    assert local.runs_table_url() == (
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+        "&searchFilter=tags.%60mlflow.parentRunId%60%20IS%20NULL&orderByKey=metrics.%60agent.sharpe%60&orderByAsc=false"
+    )
     remote = FlowTracking("https://mlflow.example.com", "3", "abc")
     monkeypatch.delenv("DREAMER_MLFLOW_UI")
-    assert remote.run_url("def") == "https://mlflow.example.com/#/experiments/3/runs/def"
+    assert remote.run_url("def") == "https://mlflow.example.com/#/experiments/3/runs/def?workflowType=machine_learning"
+
+
+EVALUATION = {
+    "agent": {"sharpe": 1.2, "sharpe_ci": [-0.3, 2.7], "max_drawdown": 0.04, "turnover": 0.01, "total_return": 0.02,
+              "funding_paid": 0.001, "hit_rate": 0.5, "degenerate": False},
+    "baselines": {"buy_and_hold": {"sharpe": 0.4, "funding_paid": None}, "flat": {"sharpe": 0.0}},
+    "comparison": {"buy_and_hold": {"sharpe_diff": 0.8, "sharpe_diff_ci": [-0.5, 2.0], "beats": True,
+                                    "significant": False},
+                   "flat": {"sharpe_diff": 1.2, "sharpe_diff_ci": [0.1, 2.5], "beats": True, "significant": True}},
+    "world_model": {"direction_accuracy": 0.51},
+}  # fmt: skip
+
+
+def test_the_headline_is_flat_scalars_with_interval_bounds_and_paired_differences() -> None:
+    flat = flatten_numeric(stage_logs.headline(EVALUATION))
+    assert set(flat) == set(flatten_numeric(flat))  # every name valid in MLflow as it is
+    expected = {
+        "agent.sharpe": 1.2,
+        "agent.sharpe_ci_low": -0.3,
+        "agent.sharpe_ci_high": 2.7,
+        "agent.max_drawdown": 0.04,
+        "agent.turnover": 0.01,
+        "agent.total_return": 0.02,
+        "agent.funding_paid": 0.001,
+        "baselines.buy_and_hold.sharpe": 0.4,
+        "vs_buy_and_hold.sharpe_diff": 0.8,
+        "vs_buy_and_hold.sharpe_diff_ci_low": -0.5,
+        "vs_buy_and_hold.sharpe_diff_ci_high": 2.0,
+        "vs_buy_and_hold.significant": 0.0,
+        "vs_flat.sharpe_diff_ci_low": 0.1,
+        "vs_flat.significant": 1.0,
+        "world_model.direction_accuracy": 0.51,
+    }
+    assert expected.items() <= flat.items()
+    assert "baselines.buy_and_hold.funding_paid" not in flat  # absent, not zero
+    assert "agent.hit_rate" not in flat  # the headline, not every metric (the evaluate stage run has those)
+
+    decision = {"promote": False, "sharpe_diff": {"diff": 0.25, "ci_low": -0.4, "ci_high": 0.9, "confidence": 0.95,
+                                                  "significant": False}}  # fmt: skip
+    after = flatten_numeric(
+        stage_logs.promotion_headline({"decision": decision, "champion": {"metrics": {"sharpe": 1.0}}})
+    )
+    assert after == {
+        "promotion.promoted": 0.0,
+        "champion.sharpe": 1.0,
+        "vs_champion.sharpe_diff": 0.25,
+        "vs_champion.sharpe_diff_ci_low": -0.4,
+        "vs_champion.sharpe_diff_ci_high": 0.9,
+        "vs_champion.significant": 0.0,
+    }
+    first = flatten_numeric(stage_logs.promotion_headline({"decision": {"promote": True, "sharpe_diff": None}}))
+    assert first == {"promotion.promoted": 1.0}  # no champion: nothing to compare with
+
+
+def test_the_parent_run_names_the_device_it_resolved() -> None:
+    from dreamer.config import load_config
+    from dreamer.training import resolve_device
+
+    automatic = stage_logs.parent_params(load_config("tiny"), {"source": "sample"})
+    pinned = stage_logs.parent_params(load_config("tiny", {"dreamer": {"device": "cpu"}}), {"source": "sample"})
+    assert (
+        automatic["dreamer.device"] == str(resolve_device("auto")) and automatic["dreamer.device_requested"] == "auto"
+    )
+    assert pinned["dreamer.device"] == "cpu" and pinned["dreamer.device_requested"] == "cpu"
+    assert automatic["data.source"] == "sample" and automatic["dreamer.seed"] == pinned["dreamer.seed"]
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +187,41 @@ def test_parent_and_stage_runs(store: tuple[MlflowClient, str], monkeypatch: pyt
     statuses = {child.data.tags["dreamer.stage"]: child.info.status for child in children}
     assert statuses == {"ingest": "FINISHED", "validate": "FAILED"}
     assert client.get_run(parent.run_id).info.status == "FAILED"
+
+
+def test_metrics_logged_with_a_model_id_are_the_logged_model_s_too(store: tuple[MlflowClient, str]) -> None:
+    """What the UI's Models view and a registered version show: the logged model's own metrics."""
+    client, experiment_id = store
+    run = client.create_run(experiment_id)
+    model = client.create_logged_model(experiment_id, source_run_id=run.info.run_id)
+    logger = RunLogger(client, run.info.run_id)
+    logger.metrics({"vs_champion": {"sharpe_diff": 0.25}}, model_id=model.model_id)
+    logger.metrics({"agent": {"sharpe": 1.0}})
+    assert {m.key: m.value for m in client.get_logged_model(model.model_id).metrics} == {
+        "vs_champion.sharpe_diff": 0.25
+    }
+    assert client.get_run(run.info.run_id).data.metrics == {"vs_champion.sharpe_diff": 0.25, "agent.sharpe": 1.0}
+
+
+def test_plots_and_the_tear_sheet_go_to_the_parent_run(
+    store: tuple[MlflowClient, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, experiment_id = store
+    run = client.create_run(experiment_id)
+    parent = FlowTracking(client.tracking_uri, experiment_id, run.info.run_id)
+    (tmp_path / "equity.png").write_bytes(b"png")
+    (tmp_path / "tearsheet.html").write_text("<html></html>")
+    evaluation = {"plots": {"equity": str(tmp_path / "equity.png")}, "tearsheet": str(tmp_path / "tearsheet.html")}
+    stage_logs.log_parent_plots(parent, evaluation)
+    logged = {a.path for folder in ("plots", "tearsheet") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert logged == {"plots/equity.png", "tearsheet/tearsheet.html"}
+    assert stage_logs.tearsheet_artifact(evaluation) == "tearsheet/tearsheet.html"
+    monkeypatch.setenv("DREAMER_MLFLOW_UI", "http://127.0.0.1:5000")
+    assert parent.artifact_url("tearsheet/tearsheet.html") == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run.info.run_id}/artifactPath/tearsheet/tearsheet.html"
+        "?workflowType=machine_learning"
+    )
+    assert stage_logs.tearsheet_artifact({"plots": {}}) is None  # an evaluation without one
 
 
 def test_runs_left_running_by_a_killed_process_are_closed(store: tuple[MlflowClient, str]) -> None:

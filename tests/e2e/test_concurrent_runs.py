@@ -31,8 +31,14 @@ def test_concurrent_runs_share_one_store_and_end_with_the_best_champion(
     import prefect.settings
 
     config = yaml.safe_load((BUNDLED_CONFIGS_DIR / "tiny.yaml").read_text())
-    # every candidate passes the guard rails, so the champion is decided by the comparison alone
-    config["promotion"] = {"metric": "sharpe", "metric_floor": None, "max_drawdown_limit": 1.0}
+    # every candidate passes the guard rails and a higher Sharpe is enough (tiny agents' differences are not
+    # significant), so the champion is decided by the comparison alone
+    config["promotion"] = {
+        "metric": "sharpe",
+        "metric_floor": None,
+        "max_drawdown_limit": 1.0,
+        "require_significance": False,
+    }
     config_path = tmp_path / "stress.yaml"
     config_path.write_text(yaml.safe_dump(config))
     uri = flow_env["MLFLOW_TRACKING_URI"]

@@ -158,6 +158,72 @@ def test_two_runs_champion_then_same_model_is_not_promoted(harness: dict[str, An
     assert second_stages["features"].data.tags["cached"] == "true"
 
 
+def test_the_parent_run_carries_what_runs_are_compared_by(
+    harness: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs in a store of their own: the parent run holds the resolved device, the headline scalars (the
+    agent's Sharpe interval, the paired differences with every baseline and, on the second run, with the
+    champion), the plots and the decision; the logged model holds the same numbers; the registered version
+    the significance test."""
+    import json
+
+    from dreamer.training import resolve_device
+
+    store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["MLFLOW_TRACKING_URI"])
+    first, second = run_flow(harness), run_flow(harness)
+    assert first.is_completed() and second.is_completed(), (first.message, second.message)
+    client = mlflow_client(store)
+    first_parent, _ = runs_of(client, str(first.state_details.flow_run_id))
+    parent, _ = runs_of(client, str(second.state_details.flow_run_id))
+    summary = second.result()
+    evaluation, promotion = summary["evaluation"], summary["promotion"]
+
+    assert parent.data.params["dreamer.device"] == str(resolve_device("auto"))
+    assert parent.data.params["dreamer.device_requested"] == "auto"
+
+    metrics = parent.data.metrics
+    agent = evaluation["agent"]
+    assert metrics["agent.sharpe"] == pytest.approx(agent["sharpe"])
+    assert [metrics["agent.sharpe_ci_low"], metrics["agent.sharpe_ci_high"]] == pytest.approx(agent["sharpe_ci"])
+    for key in ("max_drawdown", "turnover", "total_return", "funding_paid"):
+        assert metrics[f"agent.{key}"] == pytest.approx(agent[key]), key
+    assert set(evaluation["comparison"]) == {"buy_and_hold", "flat", "momentum", "random"}
+    for name, comparison in evaluation["comparison"].items():
+        assert metrics[f"vs_{name}.sharpe_diff"] == pytest.approx(comparison["sharpe_diff"])
+        bounds = [metrics[f"vs_{name}.sharpe_diff_ci_low"], metrics[f"vs_{name}.sharpe_diff_ci_high"]]
+        assert bounds == pytest.approx(comparison["sharpe_diff_ci"])
+        assert metrics[f"vs_{name}.significant"] == float(comparison["significant"])
+    assert "vs_champion.sharpe_diff" not in first_parent.data.metrics  # the first model had no champion
+    # the same model against itself on the same window: a difference of exactly 0, not significant
+    assert [metrics[f"vs_champion.sharpe_diff{end}"] for end in ("", "_ci_low", "_ci_high")] == [0.0, 0.0, 0.0]
+    assert metrics["vs_champion.significant"] == 0.0 and metrics["promotion.promoted"] == 0.0
+    assert metrics["champion.sharpe"] == pytest.approx(agent["sharpe"])
+
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/equity.png", "plots/drawdown.png", "plots/positions.png", "plots/imagined_vs_real.png"} <= plots
+    tags = parent.data.tags
+    assert tags["promotion.decision"] == "challenger"
+    assert tags["promotion.model"] == f"{promotion['model_name']}/{promotion['version']}"
+
+    logged_model = client.get_logged_model(promotion["model_id"])
+    assert json.loads(logged_model.tags["mlflow.modelVersions"]) == [
+        {"name": promotion["model_name"], "version": int(promotion["version"])}
+    ]
+    model_metrics = {m.key: m.value for m in logged_model.metrics}
+    for key in ("agent.sharpe", "agent.sharpe_ci_low", "vs_buy_and_hold.sharpe_diff", "vs_champion.sharpe_diff"):
+        assert model_metrics[key] == pytest.approx(metrics[key]), key
+    version = client.get_model_version(promotion["model_name"], promotion["version"])
+    assert version.tags["promotion.significant"] == "false" and version.tags["promotion.require_significance"] == "true"
+    assert (
+        float(version.tags["promotion.sharpe_diff"]) == 0.0 and version.tags["promotion.significance_level"] == "0.05"
+    )
+
+    markdown = artifact_markdown("dreamer-run-summary", str(second.state_details.flow_run_id))
+    experiment_id = parent.info.experiment_id
+    assert f"(http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning&" in markdown
+
+
 def test_validation_failure_fails_the_run_with_the_report(harness: dict[str, Any], tmp_path: Path) -> None:
     strict = tmp_path / "strict.yaml"
     strict.write_text((BUNDLED_CONFIGS_DIR / "tiny.yaml").read_text().replace("min_rows: 500", "min_rows: 10000000"))

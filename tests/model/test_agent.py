@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from dreamer.agent.actor_critic import ActorCritic
+from dreamer.agent.actor_critic import ActorCritic, action_share_name
 from dreamer.agent.portfolio import Portfolio
 from dreamer.model.config import DreamerConfig
+from dreamer.orchestration.tracking import flatten_numeric
 from tests.model.conftest import TINY_AGENT, constant_forecast_world_model, start_states
 
 
@@ -46,8 +47,8 @@ def test_basis_point_rewards_let_advantages_drive_the_policy():
     natural = train(dataclasses.replace(cfg, return_unit=1.0), 1.0, updates=80)[-1]
     assert in_bps["actor/advantage_to_entropy"] > 10
     assert natural["actor/advantage_to_entropy"] < 1
-    assert in_bps["actions/+1"] > 0.5 and in_bps["actor/entropy"] < 1.2
-    assert natural["actions/+1"] < 0.4 and natural["actor/entropy"] > 1.4  # ln 5 = 1.61 is uniform
+    assert in_bps["actions/long_1"] > 0.5 and in_bps["actor/entropy"] < 1.2
+    assert natural["actions/long_1"] < 0.4 and natural["actor/entropy"] > 1.4  # ln 5 = 1.61 is uniform
 
 
 @pytest.mark.parametrize("actor_grad", ["dynamics", "reinforce"])
@@ -64,9 +65,11 @@ def test_updates_are_seeded_and_report_every_metric(actor_grad):
         "imagined/hold_fraction",
         "return_norm/scale",
     }
-    levels = {f"actions/{level:+g}" for level in cfg.position_levels}
+    levels = {action_share_name(level) for level in cfg.position_levels}
     if actor_grad == "reinforce":
+        assert len(levels) == len(cfg.position_levels)  # one name per level: +0.5 and -0.5 stay apart
         expected |= {"actor/entropy", *levels}
         assert sum(first[-1][name] for name in levels) == pytest.approx(1.0)
     assert expected <= set(first[-1])
+    assert set(flatten_numeric(first[-1])) == set(first[-1])  # every name reaches MLflow as it is
     assert train(cfg, 2.0, updates=3, seed=1) != first
