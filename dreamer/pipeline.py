@@ -268,11 +268,14 @@ def stage_evaluate(
     out_dir: str | Path,
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
     ppo_model: str | Path | None = None,
+    backtests_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Backtest the agent and the baselines on the test split, score the world model's forecasts there,
     draw the plots. Writes `metrics.json`; returns its content plus the file paths. Logs each of these
     steps, with its duration, to `logger` as it ends. `ppo_model`: a `stage_train_ppo` model directory,
-    traded as the baseline `ppo`."""
+    traded as the baseline `ppo`. `backtests_path`: also save every backtest there, bar by bar
+    (`dreamer.research.backtests.save_backtests`; the baseline `random`: its first seed), e.g. to stitch
+    the test windows of a walk-forward."""
     from dreamer.agent.policy import TradingPolicy
     from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
@@ -305,6 +308,10 @@ def stage_evaluate(
             seed=policy.cfg.seed,
             trained_baselines=trained_baselines,
         )
+    if backtests_path is not None:
+        from dreamer.research.backtests import save_backtests
+
+        save_backtests(backtests_path, evaluation.results, evaluation.window.open_time_ms)
     with logged_duration(logger, "evaluation: world-model forecasts"):
         forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
     with logged_duration(logger, "evaluation: diagnostics"):
