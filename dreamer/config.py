@@ -25,6 +25,7 @@ from dreamer.features.config import SplitConfig, ValidationConfig
 from dreamer.model.config import DreamerConfig
 from dreamer.orchestration.config import PromotionConfig
 from dreamer.paths import BUNDLED_CONFIGS_DIR
+from dreamer.research.config import WalkForwardConfig
 
 T = TypeVar("T")
 
@@ -43,6 +44,8 @@ class RunConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)  # the model-free baseline `ppo` (dreamer.evaluation.ppo)
+    # `dreamer walk-forward`'s folds (dreamer.research.walk_forward); a single run ignores it.
+    walk_forward: WalkForwardConfig = field(default_factory=WalkForwardConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,7 +7,7 @@ own process. Every stage writes under its own directory of the run (`docs/ARCHIT
     run_dir/dataset/     dataset.npz, dataset.json, normaliser.json, features.parquet
     run_dir/world_model/ checkpoint.pt, metrics.jsonl
     run_dir/agent/       checkpoint.pt, metrics.jsonl
-    run_dir/evaluation/  metrics.json, net_returns.npz (the agent's per-bar net returns), trace.npz,
+    run_dir/evaluation/  metrics.json, backtests.npz (every backtest, bar by bar), trace.npz,
                          tearsheet.html, equity.png, drawdown.png, positions.png, imagined_vs_real.png
     run_dir/metrics.json the run's report (`run_report`, with timings; `dreamer run --metrics-out` writes it)
 
@@ -271,17 +271,18 @@ def stage_evaluate(
     ppo_model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Backtest the agent and the baselines on the test split, score the world model's forecasts there,
-    draw the plots and the tear sheet. Writes `metrics.json` and the agent's per-bar net returns
-    (`net_returns.npz`, what a paired comparison with another agent on this window needs); returns its content
-    plus the file paths. Logs each of these steps, with its duration, to `logger` as it ends. `ppo_model`: a
+    draw the plots and the tear sheet. Writes `metrics.json` and every backtest bar by bar (`backtests.npz`,
+    `dreamer.research.backtests`: what a paired comparison with another agent on this window, or the stitching
+    of a walk-forward's test windows, needs; the baseline `random`: its first seed); returns its content plus
+    the file paths. Logs each of these steps, with its duration, to `logger` as it ends. `ppo_model`: a
     `stage_train_ppo` model directory, traded as the baseline `ppo`."""
     from dreamer.agent.policy import TradingPolicy
     from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
-    from dreamer.evaluation.net_returns import save_net_returns
     from dreamer.evaluation.report import evaluate_policy, jsonable, write_json, write_plots
     from dreamer.evaluation.tearsheet import TEARSHEET_FILE, write_tearsheet
     from dreamer.features.dataset import MarketDataset
+    from dreamer.research.backtests import BACKTESTS_FILE, save_backtests
     from dreamer.training import resolve_device
 
     dataset = MarketDataset.load(dataset_dir)
@@ -309,7 +310,7 @@ def stage_evaluate(
             trained_baselines=trained_baselines,
         )
     window = evaluation.window
-    net_returns = save_net_returns(out, window.open_time_ms[:-1], evaluation.results["agent"].net_returns)
+    backtests_path = save_backtests(out / BACKTESTS_FILE, evaluation.results, window.open_time_ms)
     with logged_duration(logger, "evaluation: world-model forecasts"):
         forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
     with logged_duration(logger, "evaluation: diagnostics"):
@@ -340,7 +341,7 @@ def stage_evaluate(
     return {
         **report,
         "metrics_path": str(metrics_path),
-        "net_returns_path": str(net_returns),
+        "backtests_path": str(backtests_path),
         "plots": plots,
         "tearsheet": str(tearsheet),
     }

@@ -1,11 +1,10 @@
-"""The agent's per-bar net returns on the evaluation window, kept beside metrics.json, and the paired
-comparison of two agents' Sharpe ratios on the same bars.
+"""The paired comparison of two agents' Sharpe ratios on the same bars, from their per-bar net returns.
 
-`dreamer.pipeline.stage_evaluate` writes `net_returns.npz` (`open_time_ms [N]`: the open time of each bar a
-position was decided at; `net_return [N]`: the simple return of equity over the following bar, after costs
-and funding). Promotion reads the candidate's and the re-evaluated champion's to test whether the
-candidate's Sharpe is higher by more than chance: both series are resampled with the same blocks
-(`metrics.bootstrap_sharpe`), so what the two agents share (the market's moves) cancels in the difference.
+`dreamer.pipeline.stage_evaluate` saves every backtest of its window bar by bar (`backtests.npz`,
+`dreamer.research.backtests`). Promotion reads the candidate's and the re-evaluated champion's agent series
+(`NetReturns.of_agent`) to test whether the candidate's Sharpe is higher by more than chance: both series are
+resampled with the same blocks (`metrics.bootstrap_sharpe`), so what the two agents share (the market's
+moves) cancels in the difference.
 """
 
 from __future__ import annotations
@@ -18,13 +17,19 @@ import numpy as np
 from dreamer.errors import DreamerError
 from dreamer.evaluation.metrics import bootstrap_sharpe, confidence_interval, sharpe_ratio
 
-NET_RETURNS_FILE = "net_returns.npz"
-
 
 @dataclass(frozen=True)
 class NetReturns:
     open_time_ms: np.ndarray  # [N] int64 open time of the bar each position was decided at
     net_return: np.ndarray  # [N] float64 simple return of equity over the next bar, after costs and funding
+
+    @classmethod
+    def of_agent(cls, backtests_path: str | Path) -> NetReturns:
+        """The agent's series in the backtests an evaluation saved (`stage_evaluate`'s `backtests.npz`)."""
+        from dreamer.research.backtests import load_backtests
+
+        saved = load_backtests(backtests_path)
+        return cls(open_time_ms=saved.open_time_ms[:-1], net_return=saved.results["agent"].net_returns)
 
 
 @dataclass(frozen=True)
@@ -41,21 +46,6 @@ class SharpeDifference:
     def significant(self) -> bool:
         """The whole interval lies above zero."""
         return self.ci_low > 0.0
-
-
-def save_net_returns(out_dir: str | Path, open_time_ms: np.ndarray, net_return: np.ndarray) -> Path:
-    path = Path(out_dir) / NET_RETURNS_FILE
-    np.savez(
-        path,
-        open_time_ms=np.asarray(open_time_ms, dtype=np.int64),
-        net_return=np.asarray(net_return, dtype=np.float64),
-    )
-    return path
-
-
-def load_net_returns(path: str | Path) -> NetReturns:
-    with np.load(path) as saved:
-        return NetReturns(open_time_ms=saved["open_time_ms"], net_return=saved["net_return"])
 
 
 def paired_sharpe_difference(

@@ -7,7 +7,7 @@
    windows are never compared. The champion reads the features through its own training normaliser.
 2. Decide (`registry.decide_promotion`, a pure function): guard rails, then the configured metric and,
    by default, a significant Sharpe difference: the paired block-bootstrap interval of the candidate's minus
-   the champion's Sharpe, from both agents' per-bar net returns on the window (`net_returns.npz` of each
+   the champion's Sharpe, from both agents' per-bar net returns on the window (`backtests.npz` of each
    evaluation), must lie above 0 (a champion that could not be re-evaluated does not count against the
    candidate).
 3. Log the agent as a pyfunc model in the run (MLflow links the run's params and its step-0 metrics, the
@@ -151,7 +151,7 @@ def evaluate_champion(
         "metrics": result["agent"],
         "window": result["window"],
         "metrics_path": result["metrics_path"],
-        "net_returns_path": result["net_returns_path"],
+        "backtests_path": result["backtests_path"],
     }
 
 
@@ -161,8 +161,8 @@ def paired_with_champion(
     """Candidate minus champion Sharpe on this window, from both evaluations' per-bar net returns, with its
     paired block-bootstrap interval at `cfg.promotion.confidence` (the evaluation's block size and samples)."""
     return net_returns.paired_sharpe_difference(
-        net_returns.load_net_returns(candidate["net_returns_path"]),
-        net_returns.load_net_returns(champion["net_returns_path"]),
+        net_returns.NetReturns.of_agent(candidate["backtests_path"]),
+        net_returns.NetReturns.of_agent(champion["backtests_path"]),
         float(candidate["window"]["periods_per_year"]),
         block=cfg.evaluation.bootstrap_block,
         samples=cfg.evaluation.bootstrap_samples,

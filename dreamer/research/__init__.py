@@ -1,1 +1,3 @@
-"""Research at scale: walk-forward evaluation over seeds, folds and symbols, and its honest statistics."""
+"""Research at scale: walk-forward refits over many windows and seeds (`dreamer.research.walk_forward`),
+their persisted backtests (`dreamer.research.backtests`), configuration (`dreamer.research.config`) and
+honest statistics (`dreamer.research.statistics`)."""

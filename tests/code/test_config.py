@@ -105,7 +105,7 @@ def _numeric_fields(kind: type) -> list[tuple[str, str]]:
     """(section, key) of every field of `kind` (int or float, optional or not) in every config section."""
     hints = typing.get_type_hints(RunConfig)
     found = []
-    for section in ("validation", "split", "dreamer", "evaluation", "promotion"):
+    for section in ("validation", "split", "dreamer", "evaluation", "promotion", "walk_forward"):
         for key, annotation in typing.get_type_hints(hints[section]).items():
             if annotation is kind or annotation == kind | None:
                 found.append((section, key))

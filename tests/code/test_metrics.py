@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dreamer.errors import ConfigError, DreamerError
+from dreamer.evaluation.backtest import run_backtest
 from dreamer.evaluation.metrics import (
     block_bootstrap_indices,
     bootstrap_sharpe,
@@ -17,13 +18,8 @@ from dreamer.evaluation.metrics import (
     periods_per_year,
     sharpe_ratio,
 )
-from dreamer.evaluation.net_returns import (
-    NET_RETURNS_FILE,
-    NetReturns,
-    load_net_returns,
-    paired_sharpe_difference,
-    save_net_returns,
-)
+from dreamer.evaluation.net_returns import NetReturns, paired_sharpe_difference
+from dreamer.research.backtests import BACKTESTS_FILE, save_backtests
 
 
 @pytest.mark.parametrize(
@@ -82,9 +78,11 @@ def _returns(net_return: np.ndarray, start_ms: int = 0) -> NetReturns:
 
 def test_paired_sharpe_difference_of_an_agent_with_itself_is_exactly_zero(tmp_path):
     rng = np.random.default_rng(2)
-    saved = save_net_returns(tmp_path, 300_000 * np.arange(3000), rng.normal(0.0, 0.01, 3000))
-    loaded = load_net_returns(saved)
-    assert saved.name == NET_RETURNS_FILE and loaded.open_time_ms.dtype == np.int64
+    agent = run_backtest(rng.choice([-1.0, 0.0, 1.0], 3000), rng.normal(0.0, 0.01, 3000), 0.0006)
+    saved = save_backtests(tmp_path / BACKTESTS_FILE, {"agent": agent}, 300_000 * np.arange(3001))
+    loaded = NetReturns.of_agent(saved)
+    assert loaded.open_time_ms.dtype == np.int64 and np.array_equal(loaded.open_time_ms, 300_000 * np.arange(3000))
+    assert np.array_equal(loaded.net_return, agent.net_returns)
     same = paired_sharpe_difference(loaded, loaded, 365.0, block=20, samples=200, seed=0, confidence=0.95)
     assert (same.diff, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)  # paired: the same blocks for both
     assert not same.significant
