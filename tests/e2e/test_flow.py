@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dreamer.evaluation.baselines import BASELINE_NAMES
 from dreamer.paths import BUNDLED_CONFIGS_DIR
 
 pytestmark = pytest.mark.slow
@@ -188,7 +189,7 @@ def test_the_parent_run_carries_what_runs_are_compared_by(
     assert [metrics["agent.sharpe_ci_low"], metrics["agent.sharpe_ci_high"]] == pytest.approx(agent["sharpe_ci"])
     for key in ("max_drawdown", "turnover", "total_return", "funding_paid"):
         assert metrics[f"agent.{key}"] == pytest.approx(agent[key]), key
-    assert set(evaluation["comparison"]) == {"buy_and_hold", "flat", "momentum", "random"}
+    assert set(evaluation["comparison"]) == {*BASELINE_NAMES, "ppo"}  # tiny trains the PPO baseline
     for name, comparison in evaluation["comparison"].items():
         assert metrics[f"vs_{name}.sharpe_diff"] == pytest.approx(comparison["sharpe_diff"])
         bounds = [metrics[f"vs_{name}.sharpe_diff_ci_low"], metrics[f"vs_{name}.sharpe_diff_ci_high"]]
