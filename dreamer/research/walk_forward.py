@@ -407,7 +407,7 @@ def backtests_report(backtests: Backtests, interval: str, cfg: EvaluationConfig,
     error, and the agent's Sharpe difference to each baseline with a paired interval (`significant`: the
     whole interval above zero)."""
     from dreamer.evaluation.metrics import bootstrap_sharpe, compute_metrics, confidence_interval, periods_per_year
-    from dreamer.evaluation.report import position_concentration
+    from dreamer.evaluation.report import paired_comparisons, position_concentration
 
     if "agent" not in backtests.results:
         raise DreamerError(f"backtests {backtests.names} have no agent")
@@ -431,17 +431,7 @@ def backtests_report(backtests: Backtests, interval: str, cfg: EvaluationConfig,
             "sharpe_se": float(np.std(draws[name])),
         }
     agent = reports.pop("agent") | position_concentration(series["agent"].positions)
-    agent_sharpe = float(metrics["agent"]["sharpe"] or 0.0)
-    comparison = {}
-    for name in reports:
-        low, high = confidence_interval(draws["agent"] - draws[name], cfg.confidence)
-        difference = agent_sharpe - float(metrics[name]["sharpe"] or 0.0)
-        comparison[name] = {
-            "sharpe_diff": difference,
-            "sharpe_diff_ci": [low, high],
-            "beats": difference > 0,
-            "significant": low > 0,
-        }
+    comparison = paired_comparisons(draws, metrics["agent"], reports, cfg.confidence)
     return {"agent": agent, "baselines": reports, "comparison": comparison}
 
 
