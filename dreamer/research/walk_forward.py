@@ -16,8 +16,8 @@ the fold's train rows only.
 so it runs in any process: world model, policy, the PPO baseline when the config trains it, and the
 held-out evaluation, with the pipeline's stage functions. It writes `result.json` last; a rerun returns a
 finished task's result without recomputing, and the training stages resume from their checkpoints.
-`run_sequentially` runs a list of tasks here, in order; a distributed runner (`TaskRunner`) runs each
-chain of `task_chains` in order (with `warm_start_from_previous_fold` a fold starts from the previous
+`run_sequentially` runs a list of tasks here, in order; a distributed runner (`TaskRunner`, Dask's in
+`dreamer.research.distributed`) runs each chain of `task_chains` in order (with `warm_start_from_previous_fold` a fold starts from the previous
 fold's agent of the same seed) and chains in parallel.
 
 **Stitching** (`stitched_curves`, `stitched_report`): per seed, the folds' backtests of the agent and of
@@ -370,16 +370,17 @@ def run_sequentially(tasks: Sequence[FoldTask], on_result: ResultCallback | None
     return results
 
 
-def task_runner(workers: int) -> TaskRunner:
-    """The runner for `workers` worker processes."""
+def task_runner(workers: int, address: str | None = None, threads: int = 1) -> TaskRunner:
+    """The runner for `workers` worker processes: this process for 1, a local Dask cluster for more
+    (`dreamer.research.distributed`), or the Dask scheduler at `address` and its workers whatever
+    `workers` is; `threads`: torch threads per worker."""
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    if workers > 1:
-        raise ConfigError(
-            f"workers={workers}: tasks run in this process one after another (workers 1); this build has no "
-            "parallel task runner"
-        )
-    return run_sequentially
+    if workers == 1 and not address:
+        return run_sequentially
+    from dreamer.research.distributed import dask_runner
+
+    return dask_runner(None if address else workers, address, torch_threads=threads)
 
 
 # --- stitching ---------------------------------------------------------------------------------
