@@ -515,28 +515,21 @@ def fold_record(result: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key not in ("seconds", "backtests")}
 
 
-def walk_forward_report(
-    data: Mapping[str, Any],
-    cfg: RunConfig,
-    seeds: Sequence[int],
-    results: Sequence[Mapping[str, Any]],
+def statistics_records(
+    symbol: str,
+    interval: str,
+    config: str,
+    folds: Sequence[Mapping[str, Any]],
+    stitched: Mapping[str, Any],
     curves: Mapping[int, Backtests],
-    n_configs: int = 1,
-) -> dict[str, Any]:
-    """The walk-forward's JSON report: `data`, `config`, `walk_forward`, `folds` (one entry per task),
-    `stitched` (`stitched_report` of the seeds' stitched `curves`) and `statistics`
-    (`dreamer.research.statistics.summarise`), where `n_configs` is how many configurations were tried in all
-    (this one included), which the deflated Sharpe ratio discounts for."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The inputs of `dreamer.research.statistics.summarise` for one (symbol, config): its fold records
+    (`fold_record`s) and its seeds' stitched agents (`stitched_report`'s `per_seed` and the `curves`),
+    labelled `<symbol>/<interval>` (e.g. "BTCUSDT/5") and `config`."""
     from dreamer.evaluation.metrics import periods_per_year
-    from dreamer.evaluation.report import jsonable
-    from dreamer.research.statistics import return_moments, summarise
+    from dreamer.research.statistics import return_moments
 
-    if n_configs < 1:
-        raise ConfigError(f"n_configs must be >= 1, got {n_configs}")
-    interval = str(data["interval"])
-    folds = jsonable([fold_record(result) for result in results])
-    stitched = jsonable(stitched_report(curves, interval, cfg.evaluation))
-    market = {"symbol": f"{data['symbol']}/{interval}", "config": cfg.name}
+    market = {"symbol": f"{symbol}/{interval}", "config": config}
     stitched_agents = [
         {
             **market,
@@ -550,7 +543,33 @@ def walk_forward_report(
         }
         for entry in stitched["per_seed"]
     ]
-    statistics = summarise([{**fold, **market} for fold in folds], stitched_agents, n_configs)
+    return [{**fold, **market} for fold in folds], stitched_agents
+
+
+def walk_forward_report(
+    data: Mapping[str, Any],
+    cfg: RunConfig,
+    seeds: Sequence[int],
+    results: Sequence[Mapping[str, Any]],
+    curves: Mapping[int, Backtests],
+    n_configs: int = 1,
+) -> dict[str, Any]:
+    """The walk-forward's JSON report: `data`, `config`, `walk_forward`, `folds` (one entry per task),
+    `stitched` (`stitched_report` of the seeds' stitched `curves`) and `statistics`
+    (`dreamer.research.statistics.summarise`), where `n_configs` is how many configurations were tried in all
+    (this one included), which the deflated Sharpe ratio discounts for."""
+    from dreamer.evaluation.report import jsonable
+    from dreamer.research.statistics import summarise
+
+    if n_configs < 1:
+        raise ConfigError(f"n_configs must be >= 1, got {n_configs}")
+    interval = str(data["interval"])
+    folds = jsonable([fold_record(result) for result in results])
+    stitched = jsonable(stitched_report(curves, interval, cfg.evaluation))
+    fold_records, stitched_agents = statistics_records(
+        str(data["symbol"]), interval, cfg.name, folds, stitched, curves
+    )
+    statistics = summarise(fold_records, stitched_agents, n_configs)
     return jsonable(
         {
             "data": {key: data[key] for key in (*_DATA_IDENTITY, "rows", "purge_bars")},
