@@ -30,6 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
 from dreamer.orchestration import tracking
@@ -52,7 +53,7 @@ SUMMARY_ARTIFACT = "dreamer-sweep-summary"
 DEFAULT_WORKERS = 2
 
 
-def dask_task_runner(workers: int = DEFAULT_WORKERS, address: str | None = None) -> DaskTaskRunner:
+def dask_task_runner(workers: int = DEFAULT_WORKERS, address: str | None = None) -> TaskRunner[Any]:
     """Prefect's Dask task runner: the scheduler at `address`, or a local cluster of `workers` processes."""
     if address:
         return DaskTaskRunner(address=address)
@@ -148,7 +149,7 @@ def submit_folds(groups: Sequence[SweepGroup]) -> dict[PrefectFuture[dict[str, A
                 named = fold_task.with_options(
                     task_run_name=f"{group.market}-{group.config}-seed-{fold.seed}-fold-{fold.fold}"
                 )
-                previous = named.submit(fold, wait_for=[previous] if previous else None)
+                previous = named.submit(fold, wait_for=[previous] if previous else None, return_state=False)
                 futures[previous] = (group, fold)
     return futures
 
@@ -177,7 +178,7 @@ def log_summary(parent: FlowTracking, summary: Mapping[str, Any], markdown: str,
     from dreamer.evaluation.report import write_json
 
     (out / SUMMARY_MARKDOWN).write_text(markdown, encoding="utf-8")
-    write_json(out / SUMMARY_JSON, summary)
+    write_json(out / SUMMARY_JSON, dict(summary))
     run = parent.logger()
     run.artifact(out / SUMMARY_MARKDOWN)
     run.artifact(out / SUMMARY_JSON)

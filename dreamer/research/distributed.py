@@ -50,7 +50,6 @@ class TorchThreads(WorkerPlugin):
         use_cpu_threads(self.threads)
 
 
-
 def local_cluster_kwargs(workers: int, threads_per_worker: int = 1) -> dict[str, Any]:
     """`distributed.LocalCluster` arguments of a local cluster of `workers` worker processes (also the
     `cluster_kwargs` of `prefect_dask.DaskTaskRunner`): one task at a time per worker by default, no

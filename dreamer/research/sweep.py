@@ -54,7 +54,7 @@ def sweep_markets(markets: Sequence[str | Mapping[str, Any]], intervals: Sequenc
 
     if not markets or not intervals:
         raise ConfigError("a sweep needs at least one market and one interval")
-    specs = []
+    specs: list[DataSpec] = []
     for market in markets:
         fields: dict[str, Any] = {"source": "sample"} if market == "sample" else dict(market)  # type: ignore[arg-type]
         if isinstance(market, str) and market != "sample":

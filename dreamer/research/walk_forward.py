@@ -17,8 +17,9 @@ so it runs in any process: world model, policy, the PPO baseline when the config
 held-out evaluation, with the pipeline's stage functions. It writes `result.json` last; a rerun returns a
 finished task's result without recomputing, and the training stages resume from their checkpoints.
 `run_sequentially` runs a list of tasks here, in order; a distributed runner (`TaskRunner`, Dask's in
-`dreamer.research.distributed`) runs each chain of `task_chains` in order (with `warm_start_from_previous_fold` a fold starts from the previous
-fold's agent of the same seed) and chains in parallel.
+`dreamer.research.distributed`) runs each chain of `task_chains` in order (with
+`warm_start_from_previous_fold` a fold starts from the previous fold's agent of the same seed) and chains in
+parallel.
 
 **Stitching** (`stitched_curves`, `stitched_report`): per seed, the folds' backtests of the agent and of
 every baseline concatenated in time order (`dreamer.research.backtests.concatenate`) into one account, with
@@ -566,9 +567,7 @@ def walk_forward_report(
     interval = str(data["interval"])
     folds = jsonable([fold_record(result) for result in results])
     stitched = jsonable(stitched_report(curves, interval, cfg.evaluation))
-    fold_records, stitched_agents = statistics_records(
-        str(data["symbol"]), interval, cfg.name, folds, stitched, curves
-    )
+    fold_records, stitched_agents = statistics_records(str(data["symbol"]), interval, cfg.name, folds, stitched, curves)
     statistics = summarise(fold_records, stitched_agents, n_configs)
     return jsonable(
         {
