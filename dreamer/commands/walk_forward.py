@@ -34,7 +34,9 @@ EXAMPLES = """examples:
 Everything goes under --out (default $DREAMER_RUNS_DIR or runs/, then
 walk-forward/<category>-<symbol>-<interval>-<config>), the report to <out>/metrics.json and, with
 --metrics-out, to that file too; a rerun with the same --out skips the finished (seed, fold) tasks and
-resumes the others, and is refused if the data or the config changed meanwhile.
+resumes the others, and is refused if the data or the config changed meanwhile. With --workers N > 1
+the tasks run on a local Dask cluster of N worker processes (--threads torch threads each); with
+--dask-address on a running cluster, whose workers must see --out at the same path.
 """
 
 
@@ -69,7 +71,16 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--device", help="overrides dreamer.device: auto, cpu, cuda, cuda:N")
     add_threads_arg(parser)
-    parser.add_argument("--workers", type=int, default=1, help="tasks run at once (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="tasks run at once (default 1: in this process; more: a local Dask cluster of worker processes)",
+    )
+    parser.add_argument(
+        "--dask-address",
+        help="run the tasks on this Dask scheduler's workers (e.g. tcp://host:8786) instead of a local cluster",
+    )
     parser.add_argument(
         "--configs-tried",
         type=int,
@@ -101,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         end=args.end,
         base_url=args.base_url,
     )
-    runner = task_runner(args.workers)
+    runner = task_runner(args.workers, args.dask_address, args.threads)
     name = f"{spec.category}-{spec.symbol}-{spec.interval}-{Path(args.config).stem}"
     out = Path(args.out or default_runs_dir() / "walk-forward" / name)
     report = run_walk_forward(

@@ -16,9 +16,10 @@ the fold's train rows only.
 so it runs in any process: world model, policy, the PPO baseline when the config trains it, and the
 held-out evaluation, with the pipeline's stage functions. It writes `result.json` last; a rerun returns a
 finished task's result without recomputing, and the training stages resume from their checkpoints.
-`run_sequentially` runs a list of tasks here, in order; a distributed runner (`TaskRunner`) runs each
-chain of `task_chains` in order (with `warm_start_from_previous_fold` a fold starts from the previous
-fold's agent of the same seed) and chains in parallel.
+`run_sequentially` runs a list of tasks here, in order; a distributed runner (`TaskRunner`, Dask's in
+`dreamer.research.distributed`) runs each chain of `task_chains` in order (with
+`warm_start_from_previous_fold` a fold starts from the previous fold's agent of the same seed) and chains in
+parallel.
 
 **Stitching** (`stitched_curves`, `stitched_report`): per seed, the folds' backtests of the agent and of
 every baseline concatenated in time order (`dreamer.research.backtests.concatenate`) into one account, with
@@ -370,16 +371,17 @@ def run_sequentially(tasks: Sequence[FoldTask], on_result: ResultCallback | None
     return results
 
 
-def task_runner(workers: int) -> TaskRunner:
-    """The runner for `workers` worker processes."""
+def task_runner(workers: int, address: str | None = None, threads: int = 1) -> TaskRunner:
+    """The runner for `workers` worker processes: this process for 1, a local Dask cluster for more
+    (`dreamer.research.distributed`), or the Dask scheduler at `address` and its workers whatever
+    `workers` is; `threads`: torch threads per worker."""
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    if workers > 1:
-        raise ConfigError(
-            f"workers={workers}: tasks run in this process one after another (workers 1); this build has no "
-            "parallel task runner"
-        )
-    return run_sequentially
+    if workers == 1 and not address:
+        return run_sequentially
+    from dreamer.research.distributed import dask_runner
+
+    return dask_runner(None if address else workers, address, torch_threads=threads)
 
 
 # --- stitching ---------------------------------------------------------------------------------
@@ -504,28 +506,21 @@ def fold_record(result: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key not in ("seconds", "backtests")}
 
 
-def walk_forward_report(
-    data: Mapping[str, Any],
-    cfg: RunConfig,
-    seeds: Sequence[int],
-    results: Sequence[Mapping[str, Any]],
+def statistics_records(
+    symbol: str,
+    interval: str,
+    config: str,
+    folds: Sequence[Mapping[str, Any]],
+    stitched: Mapping[str, Any],
     curves: Mapping[int, Backtests],
-    n_configs: int = 1,
-) -> dict[str, Any]:
-    """The walk-forward's JSON report: `data`, `config`, `walk_forward`, `folds` (one entry per task),
-    `stitched` (`stitched_report` of the seeds' stitched `curves`) and `statistics`
-    (`dreamer.research.statistics.summarise`), where `n_configs` is how many configurations were tried in all
-    (this one included), which the deflated Sharpe ratio discounts for."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The inputs of `dreamer.research.statistics.summarise` for one (symbol, config): its fold records
+    (`fold_record`s) and its seeds' stitched agents (`stitched_report`'s `per_seed` and the `curves`),
+    labelled `<symbol>/<interval>` (e.g. "BTCUSDT/5") and `config`."""
     from dreamer.evaluation.metrics import periods_per_year
-    from dreamer.evaluation.report import jsonable
-    from dreamer.research.statistics import return_moments, summarise
+    from dreamer.research.statistics import return_moments
 
-    if n_configs < 1:
-        raise ConfigError(f"n_configs must be >= 1, got {n_configs}")
-    interval = str(data["interval"])
-    folds = jsonable([fold_record(result) for result in results])
-    stitched = jsonable(stitched_report(curves, interval, cfg.evaluation))
-    market = {"symbol": f"{data['symbol']}/{interval}", "config": cfg.name}
+    market = {"symbol": f"{symbol}/{interval}", "config": config}
     stitched_agents = [
         {
             **market,
@@ -539,7 +534,31 @@ def walk_forward_report(
         }
         for entry in stitched["per_seed"]
     ]
-    statistics = summarise([{**fold, **market} for fold in folds], stitched_agents, n_configs)
+    return [{**fold, **market} for fold in folds], stitched_agents
+
+
+def walk_forward_report(
+    data: Mapping[str, Any],
+    cfg: RunConfig,
+    seeds: Sequence[int],
+    results: Sequence[Mapping[str, Any]],
+    curves: Mapping[int, Backtests],
+    n_configs: int = 1,
+) -> dict[str, Any]:
+    """The walk-forward's JSON report: `data`, `config`, `walk_forward`, `folds` (one entry per task),
+    `stitched` (`stitched_report` of the seeds' stitched `curves`) and `statistics`
+    (`dreamer.research.statistics.summarise`), where `n_configs` is how many configurations were tried in all
+    (this one included), which the deflated Sharpe ratio discounts for."""
+    from dreamer.evaluation.report import jsonable
+    from dreamer.research.statistics import summarise
+
+    if n_configs < 1:
+        raise ConfigError(f"n_configs must be >= 1, got {n_configs}")
+    interval = str(data["interval"])
+    folds = jsonable([fold_record(result) for result in results])
+    stitched = jsonable(stitched_report(curves, interval, cfg.evaluation))
+    fold_records, stitched_agents = statistics_records(str(data["symbol"]), interval, cfg.name, folds, stitched, curves)
+    statistics = summarise(fold_records, stitched_agents, n_configs)
     return jsonable(
         {
             "data": {key: data[key] for key in (*_DATA_IDENTITY, "rows", "purge_bars")},
