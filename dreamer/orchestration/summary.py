@@ -108,10 +108,21 @@ def _validation(summary: Mapping[str, Any] | None) -> list[str]:
 
 def _training(run: Mapping[str, Any]) -> list[str]:
     parts = []
+    start = run.get("warm_start")
+    if start:
+        where = f"the champion {start['model']}" if start["source"] == "champion" else f"scratch ({start['reason']})"
+        parts.append(f"- started from {where}")
     for key, label in (("world_model", "world model"), ("policy", "policy")):
         stage = run.get(key)
         if stage:
-            parts.append(f"- {label}: {stage.get('steps', 0):,} steps in {stage.get('seconds', 0.0):.0f} s")
+            line = f"- {label}: {stage.get('steps', 0):,} steps in {stage.get('seconds', 0.0):.0f} s"
+            final = stage.get("final_metrics") or {}
+            if "selection/best_step" in final:
+                stopped = ", stopped early" if final.get("selection/stopped_early") else ""
+                line += (
+                    f"; kept the weights of step {final['selection/best_step']:,.0f} (best on the val split{stopped})"
+                )
+            parts.append(line)
     return ["", "## Training", *parts] if parts else []
 
 

@@ -43,8 +43,13 @@ def completed_run() -> dict[str, Any]:
                  "content_hash": "ab" * 32, "splits": {"test": {"start": "2026-10-01", "end": "2026-11-24",
                                                                "rows": 15_000}}},
         "features_cached": True,
+        "warm_start": {"source": "champion", "checkpoint": "/runs/x/model.pt", "model": "dreamer-linear-btcusdt-5/6"},
         "world_model": {"steps": 20_000, "seconds": 1200.0},
-        "policy": {"steps": 20_000, "seconds": 900.0},
+        "policy": {
+            "steps": 12_000,
+            "seconds": 900.0,
+            "final_metrics": {"selection/best_step": 8_000.0, "selection/stopped_early": 1.0},
+        },
         "evaluation": {
             "window": {"start": "2026-10-01", "end": "2026-11-24", "bars": 15_000, "cost_rate": 0.00065},
             "agent": {**METRICS, "sharpe_ci": [0.2, 2.1]},
@@ -74,7 +79,9 @@ COMPLETED_RUN_FRAGMENTS = [
     "`abababababababab`",
     "| test | 2026-10-01 | 2026-11-24 | 15,000 |",
     "**PASSED**",
-    "- world model: 20,000 steps in 1200 s",
+    "- started from the champion dreamer-linear-btcusdt-5/6",
+    "- world model: 20,000 steps in 1200 s\n",
+    "- policy: 12,000 steps in 900 s; kept the weights of step 8,000 (best on the val split, stopped early)",
     "| **agent** (CI 0.20 .. 2.10) | 1.23 | 2.00 | 5.2% | +1.23% | +1.50% | 0.31% | +0.27% | 0.010 | 42 |",
     "| champion v6 (same window) | 1.50 |",
     "| buy and hold | 0.50 | n/a |",  # NaN shown as n/a
