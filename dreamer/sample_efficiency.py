@@ -27,7 +27,7 @@ the training's variance and the bootstrap CI the test split's.
 
 Cases run like the benchmark's (`dreamer.experiment.run_cases`: worker processes, one thread each, a
 `result.json` per case, so a rerun resumes). A case's training stages resume from their checkpoints too; the
-seconds of a case resumed mid-way count only what ran after the restart.
+seconds of a case resumed mid-way count only what ran after the restart (its result says `resumed`).
 """
 
 from __future__ import annotations
@@ -226,6 +226,8 @@ def run_case(
     started = time.perf_counter()
     out = Path(out_dir)
     cfg = dataclasses.replace(cfg, dreamer=dataclasses.replace(cfg.dreamer, seed=case.seed))
+    # an interrupted try left checkpoints: its training resumes, and the seconds count only what runs now
+    resumed = any((out / stage).exists() for stage in ("world_model", "agent", "ppo"))
     dataset = restricted_dataset(market["dataset_dir"], cfg.split, case.train_bars)
     dataset_dir = dataset.save(out / "dataset")
     world_model = stage_train_world_model(dataset_dir, cfg, out / "world_model")
@@ -259,6 +261,7 @@ def run_case(
         "market": case.market,
         "synthetic": market["synthetic"],
         "seed": case.seed,
+        "resumed": resumed,
         "train_bars": case.train_bars or ALL,
         "train_rows": split_ranges(dataset)["train"],
         "test": report["window"],
