@@ -25,22 +25,24 @@ directory when done, so a rerun of an interrupted benchmark runs only the cases 
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import math
-import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dreamer.config import RunConfig
 from dreamer.errors import ConfigError
+from dreamer.experiment import CASE_RESULT, finite_values, ratio, run_cases, spread, spread_cell
 
-CASE_RESULT = "result.json"
+if TYPE_CHECKING:
+    from dreamer.features.dataset import MarketDataset
+    from dreamer.synthetic import Oracle, SyntheticMarket, SyntheticSeries
+
 STANDARD_ERRORS = 3.0
 DIRECTIONAL = ("regime", "ou")
 
@@ -72,29 +74,27 @@ def cases(markets: Sequence[str], seeds: Sequence[int]) -> list[BenchmarkCase]:
     return [BenchmarkCase(market, seed) for market in markets for seed in seeds]
 
 
-def run_case(case: BenchmarkCase, cfg: RunConfig, out_dir: str | Path, num_bars: int) -> dict[str, Any]:
-    """Generate the case's market, run the pipeline on it and score agent and oracle on its test split.
-    Returns (and writes to `out_dir/result.json`) the case's JSON-ready result."""
-    from dreamer.evaluation.diagnostics import TRACE_FILE
-    from dreamer.evaluation.report import jsonable, write_json
-    from dreamer.evaluation.scoring import pearson
-    from dreamer.features.dataset import MarketDataset
-    from dreamer.pipeline import (
-        DataSpec,
-        stage_evaluate,
-        stage_features,
-        stage_ingest,
-        stage_train_policy,
-        stage_train_world_model,
-        stage_validate,
-        use_cpu_threads,
-    )
-    from dreamer.synthetic import market_from_spec, oracle_metrics, sample_market, write_csv
+@dataclass(frozen=True)
+class SyntheticData:
+    """A case's synthetic market, its bars, and the dataset the pipeline built from their CSV."""
 
-    use_cpu_threads(1)
-    # a synthetic market has no funding: its gate checks the klines only
-    cfg = dataclasses.replace(cfg, validation=dataclasses.replace(cfg.validation, check_funding=False))
-    started = time.perf_counter()
+    market: SyntheticMarket
+    series: SyntheticSeries
+    features: dict[str, Any]  # `stage_features`' result: dataset_dir, rows, splits, …
+
+
+def synthetic_config(cfg: RunConfig) -> RunConfig:
+    """`cfg` for a synthetic market: it has no funding, so its validation gate checks the klines only."""
+    return dataclasses.replace(cfg, validation=dataclasses.replace(cfg.validation, check_funding=False))
+
+
+def prepare_synthetic(case: BenchmarkCase, cfg: RunConfig, out_dir: str | Path, num_bars: int) -> SyntheticData:
+    """Generate the case's market (`num_bars` bars), write it as a labelled kline CSV under `out_dir`, and
+    run the library pipeline's data stages on it: CSV ingest → validation gate → features and splits
+    (`out_dir/dataset`). `cfg` must be a `synthetic_config`."""
+    from dreamer.pipeline import DataSpec, stage_features, stage_ingest, stage_validate
+    from dreamer.synthetic import market_from_spec, sample_market, write_csv
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if case.parameters:
@@ -108,15 +108,38 @@ def run_case(case: BenchmarkCase, cfg: RunConfig, out_dir: str | Path, num_bars:
     db = out / "market.duckdb"
     stage_ingest(spec, db)
     stage_validate(spec, db, cfg, out / "validation")
-    data = stage_features(spec, db, cfg, out / "dataset")
-    world_model = stage_train_world_model(data["dataset_dir"], cfg, out / "world_model")
-    agent = stage_train_policy(data["dataset_dir"], world_model["checkpoint"], cfg, out / "agent")
-    evaluation = stage_evaluate(data["dataset_dir"], agent["checkpoint"], cfg, out / "evaluation")
+    return SyntheticData(market, series, stage_features(spec, db, cfg, out / "dataset"))
 
-    dataset = MarketDataset.load(data["dataset_dir"])
-    train_rows, test_rows = (_series_rows(series, dataset, split) for split in ("train", "test"))
-    oracle = market.oracle(series, cfg.dreamer.cost_rate, fit_bars=train_rows)
-    oracle_scores = oracle_metrics(series, oracle, rows=test_rows)
+
+def fit_oracle(data: SyntheticData, dataset: MarketDataset, cost_rate: float) -> tuple[Oracle, slice]:
+    """The market's oracle with its band tuned on the bars of the dataset's train split, and the rows of the
+    series that are the dataset's test split (score it there with `oracle_metrics`)."""
+    train_rows, test_rows = (_series_rows(data.series, dataset, split) for split in ("train", "test"))
+    return data.market.oracle(data.series, cost_rate, fit_bars=train_rows), test_rows
+
+
+def run_case(case: BenchmarkCase, cfg: RunConfig, out_dir: str | Path, num_bars: int) -> dict[str, Any]:
+    """Generate the case's market, run the pipeline on it and score agent and oracle on its test split.
+    Returns (and writes to `out_dir/result.json`) the case's JSON-ready result."""
+    from dreamer.evaluation.diagnostics import TRACE_FILE
+    from dreamer.evaluation.report import jsonable, write_json
+    from dreamer.evaluation.scoring import pearson
+    from dreamer.features.dataset import MarketDataset
+    from dreamer.pipeline import stage_evaluate, stage_train_policy, stage_train_world_model, use_cpu_threads
+    from dreamer.synthetic import oracle_metrics
+
+    use_cpu_threads(1)
+    cfg = synthetic_config(cfg)
+    started = time.perf_counter()
+    out = Path(out_dir)
+    data = prepare_synthetic(case, cfg, out, num_bars)
+    dataset_dir = data.features["dataset_dir"]
+    world_model = stage_train_world_model(dataset_dir, cfg, out / "world_model")
+    agent = stage_train_policy(dataset_dir, world_model["checkpoint"], cfg, out / "agent")
+    evaluation = stage_evaluate(dataset_dir, agent["checkpoint"], cfg, out / "evaluation")
+
+    oracle, test_rows = fit_oracle(data, MarketDataset.load(dataset_dir), cfg.dreamer.cost_rate)
+    oracle_scores = oracle_metrics(data.series, oracle, rows=test_rows)
     # the world model's forecast at each traded test bar (`trace.npz`) against the oracle's at the same bar
     traced = np.load(Path(evaluation["metrics_path"]).parent / TRACE_FILE)["forecast"]  # [n − 1]
     oracle_forecast = oracle.expected_return[test_rows.start : test_rows.stop - 1]
@@ -125,7 +148,7 @@ def run_case(case: BenchmarkCase, cfg: RunConfig, out_dir: str | Path, num_bars:
         "case": case.name,
         "market": case.market,
         "seed": case.seed,
-        "parameters": market.parameters,
+        "parameters": data.market.parameters,
         "synthetic": True,
         "test": evaluation["window"],
         "agent": {
@@ -153,12 +176,12 @@ def run_case(case: BenchmarkCase, cfg: RunConfig, out_dir: str | Path, num_bars:
         "world_model": {
             "direction_accuracy": forecasts.get("direction_accuracy"),
             "vol_forecast_corr": forecasts.get("vol_forecast_corr"),
-            "next_return_mse_ratio": _ratio(forecasts.get("next_return_mse"), forecasts.get("zero_forecast_mse")),
+            "next_return_mse_ratio": ratio(forecasts.get("next_return_mse"), forecasts.get("zero_forecast_mse")),
             "forecast_corr_with_oracle": pearson(traced, oracle_forecast),
         },
         "diagnostics": evaluation["diagnostics"],
-        "fraction_of_oracle_sharpe": _ratio(agent_metrics.get("sharpe"), oracle_scores["sharpe"]),
-        "fraction_of_oracle_vol_corr": _ratio(forecasts.get("vol_forecast_corr"), oracle_scores["vol_forecast_corr"]),
+        "fraction_of_oracle_sharpe": ratio(agent_metrics.get("sharpe"), oracle_scores["sharpe"]),
+        "fraction_of_oracle_vol_corr": ratio(forecasts.get("vol_forecast_corr"), oracle_scores["vol_forecast_corr"]),
         "seconds": {
             "world_model": world_model["seconds"],
             "policy": agent["seconds"],
@@ -178,31 +201,19 @@ def run_benchmark(
     workers: int = 1,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every case's result, in case order: finished cases are read back from their `result.json`, the
-    others run in `workers` processes. `on_result` sees each result as it arrives (the finished first)."""
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}")
-    out = Path(out_dir)
-    results: dict[str, dict[str, Any]] = {}
-    pending = []
-    for case in benchmark_cases:
-        done = out / case.name / CASE_RESULT
-        if done.exists():
-            results[case.name] = json.loads(done.read_text(encoding="utf-8"))
-            if on_result is not None:
-                on_result(results[case.name])
-        else:
-            pending.append(case)
-    if pending:
-        # spawn, not fork: a forked torch with live thread pools can deadlock
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_case, case, cfg, out / case.name, num_bars) for case in pending]
-            for future in futures:
-                result = future.result()
-                results[result["case"]] = result
-                if on_result is not None:
-                    on_result(result)
-    return [results[case.name] for case in benchmark_cases]
+    """Every case's result, in case order (`dreamer.experiment.run_cases`: finished cases are read back from
+    their `result.json`, the others run in `workers` processes)."""
+    return run_cases(
+        benchmark_cases,
+        functools.partial(_run_case_in, cfg=cfg, num_bars=num_bars),
+        out_dir,
+        workers=workers,
+        on_result=on_result,
+    )
+
+
+def _run_case_in(case: BenchmarkCase, out_dir: Path, *, cfg: RunConfig, num_bars: int) -> dict[str, Any]:
+    return run_case(case, cfg, out_dir, num_bars)
 
 
 def summarise(results: Sequence[dict[str, Any]], target_fraction: float = 0.5) -> dict[str, dict[str, Any]]:
@@ -212,27 +223,31 @@ def summarise(results: Sequence[dict[str, Any]], target_fraction: float = 0.5) -
         by_market.setdefault(result["market"], []).append(result)
     summary = {}
     for market, runs in by_market.items():
-        agent_sharpe = _values(runs, lambda r: r["agent"]["sharpe"])
-        oracle_sharpe = _values(runs, lambda r: r["oracle"]["sharpe"])
-        fraction = _values(runs, lambda r: r["fraction_of_oracle_sharpe"])
-        vol_fraction = _values(runs, lambda r: r["fraction_of_oracle_vol_corr"])
-        z_scores = _values(runs, lambda r: _ratio(r["agent"]["sharpe"], r["agent"]["sharpe_se"]))
+        agent_sharpe = finite_values(runs, lambda r: r["agent"]["sharpe"])
+        oracle_sharpe = finite_values(runs, lambda r: r["oracle"]["sharpe"])
+        fraction = finite_values(runs, lambda r: r["fraction_of_oracle_sharpe"])
+        vol_fraction = finite_values(runs, lambda r: r["fraction_of_oracle_vol_corr"])
+        z_scores = finite_values(runs, lambda r: ratio(r["agent"]["sharpe"], r["agent"]["sharpe_se"]))
         row: dict[str, Any] = {
             "seeds": [r["seed"] for r in runs],
-            "agent_sharpe": _spread(agent_sharpe),
-            "oracle_sharpe": _spread(oracle_sharpe),
-            "fraction_of_oracle_sharpe": _spread(fraction),
-            "agent_sharpe_z": _spread(z_scores),
+            "agent_sharpe": spread(agent_sharpe),
+            "oracle_sharpe": spread(oracle_sharpe),
+            "fraction_of_oracle_sharpe": spread(fraction),
+            "agent_sharpe_z": spread(z_scores),
             "degenerate_seeds": sum(bool(r["agent"]["degenerate"]) for r in runs),
-            "world_model_forecast_corr_with_oracle": _spread(
-                _values(runs, lambda r: r["world_model"]["forecast_corr_with_oracle"])
+            "world_model_forecast_corr_with_oracle": spread(
+                finite_values(runs, lambda r: r["world_model"]["forecast_corr_with_oracle"])
             ),
-            "world_model_direction_accuracy": _spread(_values(runs, lambda r: r["world_model"]["direction_accuracy"])),
-            "oracle_direction_accuracy": _spread(_values(runs, lambda r: r["oracle"]["direction_accuracy"])),
-            "world_model_vol_forecast_corr": _spread(_values(runs, lambda r: r["world_model"]["vol_forecast_corr"])),
-            "oracle_vol_forecast_corr": _spread(_values(runs, lambda r: r["oracle"]["vol_forecast_corr"])),
-            "fraction_of_oracle_vol_corr": _spread(vol_fraction),
-            "minutes_per_case": _spread(_values(runs, lambda r: r["seconds"]["total"] / 60.0)),
+            "world_model_direction_accuracy": spread(
+                finite_values(runs, lambda r: r["world_model"]["direction_accuracy"])
+            ),
+            "oracle_direction_accuracy": spread(finite_values(runs, lambda r: r["oracle"]["direction_accuracy"])),
+            "world_model_vol_forecast_corr": spread(
+                finite_values(runs, lambda r: r["world_model"]["vol_forecast_corr"])
+            ),
+            "oracle_vol_forecast_corr": spread(finite_values(runs, lambda r: r["oracle"]["vol_forecast_corr"])),
+            "fraction_of_oracle_vol_corr": spread(vol_fraction),
+            "minutes_per_case": spread(finite_values(runs, lambda r: r["seconds"]["total"] / 60.0)),
         }
         if market in DIRECTIONAL:
             row["criterion"] = f"median fraction of the oracle's Sharpe >= {target_fraction:g}"
@@ -261,13 +276,14 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
     rows = []
     for market, row in summary.items():
         rows.append(
-            f"| {market} | {len(row['seeds'])} | {_cell(row['agent_sharpe'])} | {_cell(row['oracle_sharpe'])} "
-            f"| {_cell(row['fraction_of_oracle_sharpe'], '{:.0%}')} | {_cell(row['agent_sharpe_z'])} "
-            f"| {_cell(row['world_model_forecast_corr_with_oracle'])} "
-            f"| {_cell(row['world_model_direction_accuracy'], '{:.3f}')} "
-            f"({_cell(row['oracle_direction_accuracy'], '{:.3f}', show_range=False)}) "
-            f"| {_cell(row['world_model_vol_forecast_corr'], '{:.2f}')} "
-            f"({_cell(row['oracle_vol_forecast_corr'], '{:.2f}', show_range=False)}) "
+            f"| {market} | {len(row['seeds'])} | {spread_cell(row['agent_sharpe'])} "
+            f"| {spread_cell(row['oracle_sharpe'])} "
+            f"| {spread_cell(row['fraction_of_oracle_sharpe'], '{:.0%}')} | {spread_cell(row['agent_sharpe_z'])} "
+            f"| {spread_cell(row['world_model_forecast_corr_with_oracle'])} "
+            f"| {spread_cell(row['world_model_direction_accuracy'], '{:.3f}')} "
+            f"({spread_cell(row['oracle_direction_accuracy'], '{:.3f}', show_range=False)}) "
+            f"| {spread_cell(row['world_model_vol_forecast_corr'], '{:.2f}')} "
+            f"({spread_cell(row['oracle_vol_forecast_corr'], '{:.2f}', show_range=False)}) "
             f"| {row['degenerate_seeds']}/{len(row['seeds'])} | {row['criterion']} "
             f"| {'yes' if row['passed'] else 'no'} |"
         )
@@ -285,29 +301,3 @@ def _series_rows(series: Any, dataset: Any, split: str) -> slice:
     start, stop = dataset.splits[split]
     rows = series.rows_at(dataset.open_time_ms[start:stop])
     return slice(int(rows[0]), int(rows[-1]) + 1)
-
-
-def _ratio(numerator: Any, denominator: Any) -> float | None:
-    if numerator is None or denominator is None or not (math.isfinite(numerator) and math.isfinite(denominator)):
-        return None
-    return float(numerator) / float(denominator) if denominator != 0 else None
-
-
-def _values(runs: Sequence[dict[str, Any]], get: Callable[[dict[str, Any]], Any]) -> np.ndarray:
-    values = [get(run) for run in runs]
-    return np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
-
-
-def _spread(values: np.ndarray) -> dict[str, float | None]:
-    if not values.size:
-        return {"median": None, "min": None, "max": None}
-    return {"median": float(np.median(values)), "min": float(values.min()), "max": float(values.max())}
-
-
-def _cell(spread: dict[str, float | None], fmt: str = "{:.2f}", show_range: bool = True) -> str:
-    if spread["median"] is None:
-        return "n/a"
-    text = fmt.format(spread["median"])
-    if show_range and spread["min"] != spread["max"]:
-        text += f" [{fmt.format(spread['min'])}, {fmt.format(spread['max'])}]"
-    return text

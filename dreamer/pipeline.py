@@ -37,6 +37,10 @@ from dreamer.data.markets import PERPETUAL_CATEGORIES
 from dreamer.errors import ConfigError
 
 if TYPE_CHECKING:
+    from dreamer.agent.policy import TradingPolicy
+    from dreamer.evaluation.baselines import SupervisedBaseline
+    from dreamer.evaluation.report import Evaluation
+    from dreamer.features.dataset import MarketDataset
     from dreamer.training.world_model import MetricsCallback
 
 Source = Literal["bybit", "csv", "sample"]
@@ -279,36 +283,17 @@ def stage_evaluate(
     from dreamer.agent.policy import TradingPolicy
     from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
-    from dreamer.evaluation.report import evaluate_policy, jsonable, write_json, write_plots
+    from dreamer.evaluation.report import jsonable, write_json, write_plots
     from dreamer.evaluation.tearsheet import TEARSHEET_FILE, write_tearsheet
     from dreamer.features.dataset import MarketDataset
     from dreamer.research.backtests import BACKTESTS_FILE, save_backtests
     from dreamer.training import resolve_device
 
     dataset = MarketDataset.load(dataset_dir)
-    policy = TradingPolicy.load(agent_checkpoint, resolve_device(cfg.dreamer.device))
     dreamer_cfg = cfg.dreamer
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trained_baselines = {}
-    if ppo_model is not None:
-        from dreamer.evaluation.ppo import load_ppo, ppo_positions
-
-        with logged_duration(logger, "evaluation: the PPO baseline's positions"):
-            trained_baselines["ppo"] = ppo_positions(load_ppo(ppo_model), dataset, "test")
-    with logged_duration(logger, "evaluation: backtests of the agent and the baselines"):
-        evaluation = evaluate_policy(
-            policy,
-            dataset,
-            cfg.evaluation,
-            dreamer_cfg.cost_rate,
-            str(dataset.meta.get("interval", "5")),
-            # The agent's own latent warm-up and seed (from its checkpoint), as its MLflow model trades
-            # (`dreamer.orchestration.pyfunc`): a re-evaluated champion gets the positions it trades with.
-            warm_up_bars=policy.cfg.sequence_length,
-            seed=policy.cfg.seed,
-            trained_baselines=trained_baselines,
-        )
+    policy, evaluation = backtest_test_split(dataset, agent_checkpoint, cfg, logger=logger, ppo_model=ppo_model)
     window = evaluation.window
     backtests_path = save_backtests(out / BACKTESTS_FILE, evaluation.results, window.open_time_ms)
     with logged_duration(logger, "evaluation: world-model forecasts"):
@@ -345,6 +330,46 @@ def stage_evaluate(
         "plots": plots,
         "tearsheet": str(tearsheet),
     }
+
+
+def backtest_test_split(
+    dataset: MarketDataset,
+    agent_checkpoint: str | Path,
+    cfg: RunConfig,
+    *,
+    logger: logging.Logger | logging.LoggerAdapter[Any] = log,
+    ppo_model: str | Path | None = None,
+    supervised: SupervisedBaseline | None = None,
+) -> tuple[TradingPolicy, Evaluation]:
+    """The backtests of `stage_evaluate`: the agent of `agent_checkpoint` and the baselines on the test split
+    of `dataset` (`evaluate_policy`; `ppo_model`: a `stage_train_ppo` model directory, traded as the baseline
+    `ppo`; `supervised`: the supervised baseline when fitted already). Returns the loaded policy too."""
+    from dreamer.agent.policy import TradingPolicy
+    from dreamer.evaluation.report import evaluate_policy
+    from dreamer.training import resolve_device
+
+    policy = TradingPolicy.load(agent_checkpoint, resolve_device(cfg.dreamer.device))
+    trained_baselines = {}
+    if ppo_model is not None:
+        from dreamer.evaluation.ppo import load_ppo, ppo_positions
+
+        with logged_duration(logger, "evaluation: the PPO baseline's positions"):
+            trained_baselines["ppo"] = ppo_positions(load_ppo(ppo_model), dataset, "test")
+    with logged_duration(logger, "evaluation: backtests of the agent and the baselines"):
+        evaluation = evaluate_policy(
+            policy,
+            dataset,
+            cfg.evaluation,
+            cfg.dreamer.cost_rate,
+            str(dataset.meta.get("interval", "5")),
+            # The agent's own latent warm-up and seed (from its checkpoint), as its MLflow model trades
+            # (`dreamer.orchestration.pyfunc`): a re-evaluated champion gets the positions it trades with.
+            warm_up_bars=policy.cfg.sequence_length,
+            seed=policy.cfg.seed,
+            trained_baselines=trained_baselines,
+            supervised=supervised,
+        )
+    return policy, evaluation
 
 
 def run_report(

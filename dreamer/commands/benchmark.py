@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dreamer.commands.common import add_command, add_config_arg
+from dreamer.commands.common import add_command, add_config_arg, log_case_run, number
 
 EXPERIMENT = "dreamer-benchmark"
 EXAMPLES = """examples:
@@ -69,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
     def report(result: dict[str, Any]) -> None:
         agent, oracle, forecasts = result["agent"], result["oracle"], result["world_model"]
         print(
-            f"{result['case']}: agent Sharpe {_num(agent['sharpe'])} (SE {_num(agent['sharpe_se'])}), "
-            f"oracle {_num(oracle['sharpe'])}; world model direction {_num(forecasts['direction_accuracy'], 3)}, "
-            f"vol corr {_num(forecasts['vol_forecast_corr'])}; {result['seconds']['total'] / 60:.1f} min",
+            f"{result['case']}: agent Sharpe {number(agent['sharpe'])} (SE {number(agent['sharpe_se'])}), "
+            f"oracle {number(oracle['sharpe'])}; world model direction {number(forecasts['direction_accuracy'], 3)}, "
+            f"vol corr {number(forecasts['vol_forecast_corr'])}; {result['seconds']['total'] / 60:.1f} min",
             flush=True,
         )
         _log_case(tracking, result)
@@ -108,18 +108,24 @@ def _start_tracking(args: argparse.Namespace, params: dict[str, Any], num_cases:
 
 
 def _log_case(tracking: Any, result: dict[str, Any]) -> None:
-    from dreamer.orchestration.tracking import RunLogger, client, flatten_numeric
-
-    mlflow_client = client(tracking.tracking_uri)
-    tags = {"mlflow.parentRunId": tracking.run_id, "dreamer.synthetic": "true", "dreamer.market": result["market"]}
-    child = mlflow_client.create_run(tracking.experiment_id, run_name=result["case"], tags=tags)
-    logger = RunLogger(mlflow_client, child.info.run_id)
-    logger.params({f"market.{key}": value for key, value in result["parameters"].items()} | {"seed": result["seed"]})
-    logger.metrics(flatten_numeric({key: result[key] for key in ("agent", "oracle", "world_model", "seconds")}))
-    logger.metrics(
-        flatten_numeric({key: result[key] for key in ("fraction_of_oracle_sharpe", "fraction_of_oracle_vol_corr")})
+    metrics = {
+        key: result[key]
+        for key in (
+            "agent",
+            "oracle",
+            "world_model",
+            "seconds",
+            "fraction_of_oracle_sharpe",
+            "fraction_of_oracle_vol_corr",
+        )
+    }
+    log_case_run(
+        tracking,
+        result["case"],
+        {"dreamer.synthetic": "true", "dreamer.market": result["market"]},
+        {f"market.{key}": value for key, value in result["parameters"].items()} | {"seed": result["seed"]},
+        metrics,
     )
-    mlflow_client.set_terminated(child.info.run_id, "FINISHED")
 
 
 def _log_summary(tracking: Any, summary: dict[str, Any], table: str, payload: dict[str, Any]) -> None:
@@ -136,7 +142,3 @@ def _log_summary(tracking: Any, summary: dict[str, Any], table: str, payload: di
     logger.metrics({f"{market}.passed": float(row["passed"]) for market, row in summary.items()})
     logger.text_artifact(table, "benchmark.md")
     logger.dict_artifact(payload, "benchmark.json")
-
-
-def _num(value: Any, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"

@@ -1,8 +1,9 @@
-"""Arguments shared by several subcommands."""
+"""Arguments and helpers shared by several subcommands."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,26 @@ def market_of(args: argparse.Namespace) -> tuple[str, str, str]:
 def db_path_of(args: argparse.Namespace) -> str | Path:
     """--db, else $DREAMER_DB, else the default database file."""
     return args.db or default_db_path()
+
+
+def log_case_run(
+    tracking: Any, name: str, tags: Mapping[str, Any], params: Mapping[str, Any], metrics: Mapping[str, Any]
+) -> None:
+    """One finished case of an experiment command (`dreamer benchmark`, `dreamer sample-efficiency`) as a
+    child of its MLflow parent run `tracking` (a `FlowTracking`): `params`, and the numeric leaves of the
+    nested `metrics` as `a.b` metrics."""
+    from dreamer.orchestration.tracking import RunLogger, client, flatten_numeric
+
+    mlflow_client = client(tracking.tracking_uri)
+    child = mlflow_client.create_run(
+        tracking.experiment_id, run_name=name, tags={**tags, "mlflow.parentRunId": tracking.run_id}
+    )
+    logger = RunLogger(mlflow_client, child.info.run_id)
+    logger.params(params)
+    logger.metrics(flatten_numeric(metrics))
+    mlflow_client.set_terminated(child.info.run_id, "FINISHED")
+
+
+def number(value: Any, digits: int = 2) -> str:
+    """`value` with `digits` decimals, or "n/a" for None."""
+    return "n/a" if value is None else f"{value:.{digits}f}"

@@ -1,4 +1,5 @@
-"""PNG plots of an evaluation (matplotlib, Agg backend: no display needed).
+"""PNG plots of an evaluation, and the sample-efficiency experiment's figure (matplotlib, Agg backend: no
+display needed).
 
 Returns and drawdowns are in percent on linear axes (a month's ±10 % reads better than a log scale of
 equity multiples). Time axes place their ticks with matplotlib's `AutoDateLocator` and label them with the
@@ -9,6 +10,8 @@ and the window (`plot_title`).
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -150,3 +153,75 @@ def plot_imagined_vs_real(rollouts: list[dict[str, Any]], path: Path, title: str
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"{title}\nworld model: imagined vs real returns")
     return _save(fig, path)
+
+
+def plot_sample_efficiency(
+    summary: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str], path: Path, title: str
+) -> Path:
+    """The sample-efficiency experiment's figure (`dreamer.sample_efficiency.summarise`): one panel per
+    market, held-out Sharpe against the train bars used (log x axis), per method in `labels` (method ->
+    legend text) each seed's Sharpe with its bootstrap CI as an error bar and a line through the medians
+    over the seeds; the oracle's Sharpe (synthetic markets), buy-and-hold's and zero as horizontal lines.
+    Methods and seeds are spread a little sideways so that their bars do not hide each other."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    plt = _pyplot()
+    columns = 1 if len(summary) == 1 else 2
+    rows = -(-len(summary) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.2 * rows), squeeze=False)
+    for ax in axes.flat[len(summary) :]:
+        ax.set_visible(False)
+    for ax, (market, entry) in zip(axes.flat, summary.items(), strict=False):
+        points = entry["rows"]
+        bars = np.array([row["train_rows"] for row in points], dtype=np.float64)  # [K]
+        for index, (method, label) in enumerate(labels.items()):
+            color = f"C{index}"
+            shift = math.exp((index - (len(labels) - 1) / 2) * 0.07)  # sideways, by a factor: the axis is log
+            medians = [row["methods"][method]["sharpe"]["median"] for row in points]
+            known = [m is not None for m in medians]
+            ax.plot(bars[known] * shift, [m for m in medians if m is not None], "-", color=color, label=label)
+            for row, x in zip(points, bars * shift, strict=True):
+                seeds = row["methods"][method]["points"]
+                for j, point in enumerate(seeds):
+                    if point["sharpe"] is None:
+                        continue
+                    xj = x * math.exp((j - (len(seeds) - 1) / 2) * 0.025)
+                    low, high = point["ci"]
+                    error = None if low is None or high is None else [[point["sharpe"] - low], [high - point["sharpe"]]]
+                    ax.errorbar(xj, point["sharpe"], yerr=error, fmt="o", ms=3.5, color=color, capsize=2.5, lw=1)
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        if entry.get("oracle_sharpe") is not None:
+            ax.axhline(entry["oracle_sharpe"], color="k", ls="--", lw=1, label="oracle (knows the true parameters)")
+        if entry.get("buy_and_hold_sharpe") is not None:
+            ax.axhline(entry["buy_and_hold_sharpe"], color="0.4", ls=":", lw=1.2, label="buy & hold")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(bars.tolist()))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([_bars_label(row["train_bars"], row["train_rows"]) for row in points])
+        ax.set_xlim(bars.min() / 1.5, bars.max() * 1.5)
+        test = entry["test"]
+        kind = "synthetic" if entry["synthetic"] else "real"
+        ax.set_title(f"{market} ({kind}), test {test['start'][:10]} – {test['end'][:10]}", fontsize=10)
+        ax.set_xlabel("train bars used: the last N of the train split (log scale)", fontsize=9)
+        ax.set_ylabel("held-out Sharpe (annualised), 95% CI", fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    for ax in axes.flat[1 : len(summary)]:  # the oracle line appears only on the synthetic panels
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            if name not in names:
+                handles.append(handle)
+                names.append(name)
+    fig.suptitle(textwrap.fill(title, 60 * columns), fontsize=11)
+    fig.tight_layout()
+    # below the panels, and saved with a tight box: a legend or title of any length stays in the picture
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=9, frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _bars_label(train_bars: Any, train_rows: int) -> str:
+    """ "5k" for N = 5,000; "all\n65.8k" for the whole train split."""
+    rows = f"{train_rows / 1000:.3g}k" if train_rows >= 1000 else str(train_rows)
+    return f"all\n{rows}" if train_bars == "all" else rows

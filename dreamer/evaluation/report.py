@@ -5,9 +5,10 @@ latent state is warmed up on the bars just before the window (past data, never t
 starts flat. Every baseline (`dreamer.evaluation.baselines.BASELINE_NAMES`, and those trained in stages of
 their own such as `ppo`) trades the same rows with the same costs and funding; the supervised one is
 fitted on the train split and its band picked on the validation split (evaluated on `split="val"`, that
-band is in-sample). The agent's Sharpe ratio gets a block-bootstrap confidence interval, and each
-comparison with a baseline a paired one (both series resampled with the same blocks): `beats` is the
-point estimate, `significant` whether the whole interval of the Sharpe difference lies above zero.
+band is in-sample). The Sharpe ratio of the agent and of every baseline with one position path (all but
+`random`) gets a block-bootstrap confidence interval and standard error, and each comparison with a
+baseline a paired one (both series resampled with the same blocks): `beats` is the point estimate,
+`significant` whether the whole interval of the Sharpe difference lies above zero.
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ def evaluate_policy(
     warm_up_bars: int = 64,
     seed: int = 0,
     trained_baselines: Mapping[str, np.ndarray] | None = None,
+    supervised: baselines.SupervisedBaseline | None = None,
 ) -> Evaluation:
     """Backtest `policy` and the baselines on `split` of `dataset`. `trained_baselines`: the positions `[N]`
-    that baselines trained elsewhere (e.g. `ppo`, `dreamer.evaluation.ppo`) take on the window's rows."""
+    that baselines trained elsewhere (e.g. `ppo`, `dreamer.evaluation.ppo`) take on the window's rows.
+    `supervised`: the `fit_supervised_baseline` of `dataset` when it was fitted already (fitted here if None)."""
     window = evaluation_window(dataset, split)
     periods = periods_per_year(interval)
     first = int(window.rows[0])
@@ -89,14 +92,8 @@ def evaluate_policy(
     agent_metrics = compute_metrics(agent, periods)
 
     n = len(window.rows)
-    supervised = baselines.fit_supervised(
-        dataset,
-        cost_rate,
-        periods,
-        horizon=cfg.supervised_horizon,
-        ridge_alpha=cfg.supervised_ridge_alpha,
-        band_quantiles=cfg.supervised_band_quantiles,
-    )
+    if supervised is None:
+        supervised = fit_supervised_baseline(dataset, cfg, cost_rate, interval)
     fixed = {
         "buy_and_hold": baselines.buy_and_hold(n),
         "flat": baselines.flat(n),
@@ -135,12 +132,11 @@ def evaluate_policy(
     series |= {f"random_{i}": run.net_returns for i, run in enumerate(random_runs)}
     draws = bootstrap_sharpe(series, periods, cfg.bootstrap_block, cfg.bootstrap_samples, seed)
     draws["random"] = np.mean([draws.pop(f"random_{i}") for i in range(len(random_runs))], axis=0)
-    low, high = confidence_interval(draws["agent"], cfg.confidence)
+    for name in fixed:
+        baseline_metrics[name] |= sharpe_uncertainty(draws[name], cfg.confidence)
     agent_report: dict[str, Any] = {
         **agent_metrics,
-        "sharpe_ci": [low, high],
-        "sharpe_ci_level": cfg.confidence,
-        "sharpe_se": float(np.std(draws["agent"])),  # block-bootstrap standard error
+        **sharpe_uncertainty(draws["agent"], cfg.confidence),
         **position_concentration(positions),
     }
     comparison = paired_comparisons(draws, agent_metrics, baseline_metrics, cfg.confidence)
@@ -183,6 +179,27 @@ def paired_comparisons(
             "significant": low > 0,
         }
     return comparison
+
+
+def fit_supervised_baseline(
+    dataset: MarketDataset, cfg: EvaluationConfig, cost_rate: float, interval: str
+) -> baselines.SupervisedBaseline:
+    """The `supervised` baseline of a report: `baselines.fit_supervised` with the evaluation config's settings."""
+    return baselines.fit_supervised(
+        dataset,
+        cost_rate,
+        periods_per_year(interval),
+        horizon=cfg.supervised_horizon,
+        ridge_alpha=cfg.supervised_ridge_alpha,
+        band_quantiles=cfg.supervised_band_quantiles,
+    )
+
+
+def sharpe_uncertainty(draws: np.ndarray, confidence: float) -> dict[str, Any]:
+    """`sharpe_ci` (the `confidence` interval of the block-bootstrap Sharpe `draws [S]`), its level, and
+    `sharpe_se` (their standard deviation: the bootstrap standard error)."""
+    low, high = confidence_interval(draws, confidence)
+    return {"sharpe_ci": [low, high], "sharpe_ci_level": confidence, "sharpe_se": float(np.std(draws))}
 
 
 DEGENERATE_SHARE = 0.95

@@ -61,8 +61,18 @@ def split_bounds(open_time_ms: np.ndarray, cfg: SplitConfig, purge: int) -> dict
     return bounds
 
 
-def make_dataset(features: pd.DataFrame, cfg: SplitConfig, meta: Mapping[str, Any] | None = None) -> MarketDataset:
-    """Drop warm-up rows, split chronologically with a purge, fit the normaliser on train, assemble."""
+def make_dataset(
+    features: pd.DataFrame,
+    cfg: SplitConfig,
+    meta: Mapping[str, Any] | None = None,
+    *,
+    train_bars: int | None = None,
+) -> MarketDataset:
+    """Drop warm-up rows, split chronologically with a purge, fit the normaliser on train, assemble.
+
+    `train_bars`: train on the last `train_bars` rows of the train split only (the sample-efficiency
+    experiment, `dreamer.sample_efficiency`): the earlier train rows stay in the arrays but belong to no
+    split, val and test are exactly those of the whole split, and the normaliser is fitted on the rows kept."""
     missing = [
         c
         for c in ("open_time_ms", "close", "segment_id", "warmup", TARGET_COLUMN, *FEATURE_COLUMNS, *FUNDING_COLUMNS)
@@ -78,6 +88,13 @@ def make_dataset(features: pd.DataFrame, cfg: SplitConfig, meta: Mapping[str, An
     open_time_ms = rows["open_time_ms"].to_numpy(dtype=np.int64)
     purge = purge_bars(cfg)
     splits = split_bounds(open_time_ms, cfg, purge)
+    if train_bars is not None:
+        train_start, train_stop = splits["train"]
+        if not 2 <= train_bars <= train_stop - train_start:
+            raise DatasetError(
+                f"train_bars={train_bars} must be between 2 and the train split's {train_stop - train_start} rows"
+            )
+        splits["train"] = (train_stop - train_bars, train_stop)
     split_times = {
         name: [_iso(open_time_ms[start]), _iso(open_time_ms[stop - 1])] if stop > start else None
         for name, (start, stop) in splits.items()
@@ -90,7 +107,12 @@ def make_dataset(features: pd.DataFrame, cfg: SplitConfig, meta: Mapping[str, An
         segment_id=rows["segment_id"].to_numpy(dtype=np.int32),
         feature_names=FEATURE_COLUMNS,
         splits=splits,
-        meta={**dict(meta or {}), "purge_bars": purge, "split_times": split_times},
+        meta={
+            **dict(meta or {}),
+            "purge_bars": purge,
+            "split_times": split_times,
+            **({} if train_bars is None else {"train_bars": train_bars}),
+        },
         funding=BarFunding.from_settled(
             rows["funding_rate_known"].to_numpy(dtype=np.float64),
             rows["funding_settled_sum"].to_numpy(dtype=np.float64),

@@ -408,8 +408,8 @@ def backtests_report(backtests: Backtests, interval: str, cfg: EvaluationConfig,
     names of `dreamer run`'s report: every series' Sharpe with its block-bootstrap interval and standard
     error, and the agent's Sharpe difference to each baseline with a paired interval (`significant`: the
     whole interval above zero)."""
-    from dreamer.evaluation.metrics import bootstrap_sharpe, compute_metrics, confidence_interval, periods_per_year
-    from dreamer.evaluation.report import paired_comparisons, position_concentration
+    from dreamer.evaluation.metrics import bootstrap_sharpe, compute_metrics, periods_per_year
+    from dreamer.evaluation.report import paired_comparisons, position_concentration, sharpe_uncertainty
 
     if "agent" not in backtests.results:
         raise DreamerError(f"backtests {backtests.names} have no agent")
@@ -425,13 +425,7 @@ def backtests_report(backtests: Backtests, interval: str, cfg: EvaluationConfig,
     metrics = {name: compute_metrics(result, periods) for name, result in series.items()}
     reports: dict[str, dict[str, Any]] = {}
     for name in series:
-        low, high = confidence_interval(draws[name], cfg.confidence)
-        reports[name] = {
-            **metrics[name],
-            "sharpe_ci": [low, high],
-            "sharpe_ci_level": cfg.confidence,
-            "sharpe_se": float(np.std(draws[name])),
-        }
+        reports[name] = {**metrics[name], **sharpe_uncertainty(draws[name], cfg.confidence)}
     agent = reports.pop("agent") | position_concentration(series["agent"].positions)
     comparison = paired_comparisons(draws, metrics["agent"], reports, cfg.confidence)
     return {"agent": agent, "baselines": reports, "comparison": comparison}
