@@ -280,14 +280,12 @@ def stage_evaluate(
     of a walk-forward's test windows, needs; the baseline `random`: its first seed); returns its content plus
     the file paths. Logs each of these steps, with its duration, to `logger` as it ends. `ppo_model`: a
     `stage_train_ppo` model directory, traded as the baseline `ppo`."""
-    from dreamer.agent.policy import TradingPolicy
     from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
     from dreamer.evaluation.report import jsonable, write_json, write_plots
     from dreamer.evaluation.tearsheet import TEARSHEET_FILE, write_tearsheet
     from dreamer.features.dataset import MarketDataset
     from dreamer.research.backtests import BACKTESTS_FILE, save_backtests
-    from dreamer.training import resolve_device
 
     dataset = MarketDataset.load(dataset_dir)
     dreamer_cfg = cfg.dreamer
