@@ -269,6 +269,8 @@ def run_case(
             name: {key: scored[name].get(key) for key in _METHOD_METRICS} | {"train_seconds": seconds[name]}
             for name in METHODS
         },
+        # paired block bootstrap (both series resampled with the same blocks): Dreamer's Sharpe minus the method's
+        "dreamer_minus": {name: report["comparison"][name] for name in METHODS[1:]},
         "buy_and_hold": {"sharpe": buy_and_hold["sharpe"], "total_return": buy_and_hold["total_return"]},
         "oracle": market["oracle"],
         "budget": {

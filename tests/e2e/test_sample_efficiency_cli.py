@@ -42,6 +42,11 @@ def test_sample_efficiency_trains_the_three_methods_on_the_last_n_bars_and_resum
             assert low <= method["sharpe"] <= high and method["train_seconds"] > 0
             assert method["total_return"] is not None
         assert case["budget"]["ppo_env_steps"] == 256  # the tiny config's
+        assert set(case["dreamer_minus"]) == {"ppo", "supervised"}
+        versus = case["dreamer_minus"]["supervised"]
+        assert versus["sharpe_diff"] == pytest.approx(
+            case["methods"]["dreamer"]["sharpe"] - case["methods"]["supervised"]["sharpe"]
+        )
         assert case["resumed"] is False  # trained in one go: its seconds are the whole training's
     cut = MarketDataset.load(out / "regime-n3000-seed0" / "dataset")
     full = MarketDataset.load(market["dataset_dir"])
