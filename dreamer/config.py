@@ -87,7 +87,7 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     data.setdefault("name", default_name)
     if overrides:
-        data = _merge(data, overrides)
+        data = merge_overrides(data, overrides)
     return from_mapping(RunConfig, data)
 
 
@@ -117,11 +117,12 @@ class ConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`base` with the nested mapping `overrides` applied on top, section by section (neither is changed)."""
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_overrides(merged[key], value)
         else:
             merged[key] = value
     return merged

@@ -86,3 +86,8 @@ def log_case_run(
 def number(value: Any, digits: int = 2) -> str:
     """`value` with `digits` decimals, or "n/a" for None."""
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    """A fraction as a percentage with two decimals, or "n/a" for None."""
+    return "n/a" if value is None else f"{100 * value:.2f}%"

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from dreamer.commands.common import add_config_arg, add_db_arg, add_market_args
+from dreamer.commands.common import add_config_arg, add_db_arg, add_market_args, number, percent
 
 EXAMPLES = """examples:
   dreamer run --source sample --config demo --seed 0 --metrics-out demo.json
@@ -148,9 +148,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     rows = {"agent": report["agent"], **report["baselines"]}
     for name, m in rows.items():
         lines.append(
-            f"{name:14}{_pct(m['total_return']):>9}{_pct(m.get('funding_paid')):>9}{_num(m['sharpe']):>8}"
-            f"{_num(m['sortino']):>9}{_pct(m['max_drawdown']):>8}{_num(m['turnover'], 4):>10}"
-            f"{_num(m['num_trades'], 0):>8}"
+            f"{name:14}{percent(m['total_return']):>9}{percent(m.get('funding_paid')):>9}{number(m['sharpe']):>8}"
+            f"{number(m['sortino']):>9}{percent(m['max_drawdown']):>8}{number(m['turnover'], 4):>10}"
+            f"{number(m['num_trades'], 0):>8}"
         )
     low, high = report["agent"]["sharpe_ci"]
     lines.append(f"agent Sharpe {report['agent']['sharpe_ci_level']:.0%} CI: [{low:.2f}, {high:.2f}]")
@@ -178,9 +178,3 @@ def _position(value: float) -> str:
     return f"{value:+g}" if value else "flat"
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def _num(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"

@@ -22,8 +22,10 @@ from dreamer.commands.common import (
     add_market_args,
     add_span_args,
     db_path_of,
+    number,
+    percent,
 )
-from dreamer.commands.run import _num, _pct, add_threads_arg
+from dreamer.commands.run import add_threads_arg
 
 EXAMPLES = """examples:
   dreamer walk-forward --source sample --config tiny --folds 2 --test-days 1 --val-days 1 --train-days 2
@@ -169,8 +171,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for name, m in {"agent": stitched["agent"], **stitched["baselines"]}.items():
         low, high = m["sharpe_ci"]
         lines.append(
-            f"{name:14}{_pct(m['total_return']):>9}{_num(m['sharpe']):>8}{f'[{_num(low)}, {_num(high)}]':>18}"
-            f"{_pct(m['max_drawdown']):>8}{_num(m['num_trades'], 0):>8}"
+            f"{name:14}{percent(m['total_return']):>9}{number(m['sharpe']):>8}{f'[{number(low)}, {number(high)}]':>18}"
+            f"{percent(m['max_drawdown']):>8}{number(m['num_trades'], 0):>8}"
         )
     for name, c in stitched["comparison"].items():
         verdict = "significantly better" if c["significant"] else ("better" if c["beats"] else "not better")
@@ -180,7 +182,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         buy_and_hold = fold["baselines"].get("buy_and_hold", {}).get("sharpe")
         lines.append(
             f"  seed {fold['seed']} fold {fold['fold']}: test {fold['test']['start']} .. {fold['test']['end']}: "
-            f"{_num(fold['agent']['sharpe'])}; {_num(buy_and_hold)}"
+            f"{number(fold['agent']['sharpe'])}; {number(buy_and_hold)}"
         )
     return lines
 
@@ -188,6 +190,6 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 def _print_fold(result: dict[str, Any]) -> None:
     print(
         f"seed {result['seed']} fold {result['fold']}: test {result['test']['start']} .. {result['test']['end']}, "
-        f"agent Sharpe {_num(result['agent']['sharpe'])}",
+        f"agent Sharpe {number(result['agent']['sharpe'])}",
         flush=True,
     )

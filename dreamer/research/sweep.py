@@ -92,7 +92,7 @@ def prepare_market(
     """Ingest, validate and build the features of `spec` once under `out_dir/<market>/`, then for each
     configuration (`overrides` and then its own on top of `base_config`) its fold snapshots and tasks under
     `out_dir/<market>/<config>/`. Runs where the DuckDB file is (it is single-writer)."""
-    from dreamer.config import _merge
+    from dreamer.config import merge_overrides
     from dreamer.pipeline import stage_features, stage_ingest, stage_validate
 
     check_configs(configs)
@@ -103,7 +103,7 @@ def prepare_market(
     data = stage_features(spec, db_path, base, market_dir / "features")
     groups = []
     for name, own in configs.items():
-        merged = _merge(dict(overrides), dict(own))
+        merged = merge_overrides(dict(overrides), dict(own))
         cfg = load_config(base_config, merged)
         config_dir = market_dir / name
         snapshots = prepare_folds(data, cfg, config_dir)
