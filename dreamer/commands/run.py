@@ -176,5 +176,3 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 def _position(value: float) -> str:
     return f"{value:+g}" if value else "flat"
-
-
