@@ -83,7 +83,7 @@ def synthetic_source(name: str) -> MarketSource:
     return MarketSource(name)
 
 
-def real_source(spec: str) -> MarketSource:
+def real_source(spec: str, option: str = "--real") -> MarketSource:
     """A real market from `[SYMBOL=]KLINES_CSV[:FUNDING_CSV]`; without `SYMBOL=`, the symbol is read from a
     file name of the exports' form `bybit_<SYMBOL>_…`."""
     from dreamer.data.markets import parse_symbol
@@ -91,15 +91,15 @@ def real_source(spec: str) -> MarketSource:
     symbol, _, paths = spec.rpartition("=")
     klines, _, funding = paths.partition(":")
     if not klines:
-        raise ConfigError(f"--real {spec!r}: expected [SYMBOL=]KLINES_CSV[:FUNDING_CSV]")
+        raise ConfigError(f"{option} {spec!r}: expected [SYMBOL=]KLINES_CSV[:FUNDING_CSV]")
     if not symbol:
         match = _KLINE_FILE_SYMBOL.match(Path(klines).name)
         if match is None:
-            raise ConfigError(f"--real {spec!r}: no symbol in the file name; write it as SYMBOL={paths}")
+            raise ConfigError(f"{option} {spec!r}: no symbol in the file name; write it as SYMBOL={paths}")
         symbol = match.group(1)
     for path in (klines, funding):
         if path and not Path(path).is_file():
-            raise ConfigError(f"--real {spec!r}: {path} is not a file")
+            raise ConfigError(f"{option} {spec!r}: {path} is not a file")
     return MarketSource(parse_symbol(symbol), klines, funding or None)
 
 

@@ -50,7 +50,10 @@ def add_stored_series_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="demo", help="bundled config name (tiny, demo, default) or YAML path")
+    from dreamer.config import bundled_config_names
+
+    names = ", ".join(bundled_config_names())
+    parser.add_argument("--config", default="demo", help=f"bundled config name ({names}) or YAML path")
 
 
 def market_of(args: argparse.Namespace) -> tuple[str, str, str]:

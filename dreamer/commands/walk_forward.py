@@ -60,18 +60,7 @@ def register(subparsers: Any) -> None:
     add_db_arg(parser)
     add_config_arg(parser)
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 … N−1, each refit on every fold (default 1)")
-    parser.add_argument("--folds", type=int, help="overrides walk_forward.folds: test windows (K)")
-    parser.add_argument("--test-days", type=float, help="overrides walk_forward.test_days")
-    parser.add_argument("--val-days", type=float, help="overrides walk_forward.val_days")
-    parser.add_argument("--train-days", type=float, help="overrides walk_forward.train_days")
-    parser.add_argument("--mode", choices=("rolling", "expanding"), help="overrides walk_forward.mode")
-    parser.add_argument(
-        "--warm-start",
-        action="store_true",
-        default=None,
-        help="sets walk_forward.warm_start_from_previous_fold: a fold starts from the previous fold's agent",
-    )
-    parser.add_argument("--device", help="overrides dreamer.device: auto, cpu, cuda, cuda:N")
+    add_walk_forward_args(parser)
     add_threads_arg(parser)
     parser.add_argument(
         "--workers",
@@ -92,6 +81,22 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", help="directory of the walk-forward's outputs (rerun with the same one to resume)")
     parser.add_argument("--metrics-out", help="also write the report JSON here")
     parser.set_defaults(handler=run)
+
+
+def add_walk_forward_args(parser: argparse.ArgumentParser) -> None:
+    """The options that override the config's `walk_forward` section (and its device); see `config_overrides`."""
+    parser.add_argument("--folds", type=int, help="overrides walk_forward.folds: test windows (K)")
+    parser.add_argument("--test-days", type=float, help="overrides walk_forward.test_days")
+    parser.add_argument("--val-days", type=float, help="overrides walk_forward.val_days")
+    parser.add_argument("--train-days", type=float, help="overrides walk_forward.train_days")
+    parser.add_argument("--mode", choices=("rolling", "expanding"), help="overrides walk_forward.mode")
+    parser.add_argument(
+        "--warm-start",
+        action="store_true",
+        default=None,
+        help="sets walk_forward.warm_start_from_previous_fold: a fold starts from the previous fold's agent",
+    )
+    parser.add_argument("--device", help="overrides dreamer.device: auto, cpu, cuda, cuda:N")
 
 
 def run(args: argparse.Namespace) -> int:

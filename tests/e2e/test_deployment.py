@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ import pytest
 
 from dreamer.paths import BUNDLED_CONFIGS_DIR, PROJECT_ROOT, SAMPLE_CSV
 from tests.conftest import FAKE_FUNDING_KEY, FAKE_SERIES_KEY
+from tests.e2e.servers import free_port, stop, wait_for_http
 from tests.fakes.bybit_server import FakeBybit, FundingSeries, KlineSeries
 
 DEPLOYMENT_CANDLES = 12_321
@@ -36,37 +35,6 @@ LOOSE_GUARD_RAILS = "promotion:\n  max_drawdown_limit: 1.0\n  metric_floor: null
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 POOL = "dreamer"  # prefect.yaml's work pool
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """TERM the process group (the worker's flow-run subprocesses included), KILL it after 20 s."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -15,16 +15,11 @@ from pathlib import Path
 import pytest
 
 from dreamer.paths import PROJECT_ROOT
+from tests.e2e.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 PROCESSES = ("prefect-server", "prefect-worker", "mlflow-ui")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def alive(pid: int) -> bool:
