@@ -1,14 +1,18 @@
 """`dreamer sweep` as a user runs it on a cluster: MLflow is an `mlflow server` reached over HTTP (its own
 sqlite store and a served artifact store in another directory), the tasks run on a local Dask cluster of
 2 worker processes. The parent run, one child per (seed, fold) and every artifact are read back through the
-server, and the artifacts lie in the server's artifact destination, not in anything the sweep wrote."""
+server, and the artifacts lie in the server's artifact destination, not in anything the sweep wrote. The
+first try is killed (-9, the whole process group) as soon as a task has written its result: the rerun
+leaves that task as it was and completes the others."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,13 +60,28 @@ def test_sweep_logs_to_an_mlflow_server_over_http(tmp_path: Path, mlflow_server:
     }
     command = [
         DREAMER, "sweep", "--markets", "sample", "--start", "2026-03-01", "--end", "2026-03-28",
-        "--config", "tiny", "--folds", "2", "--seeds", "1", "--workers", "2",
+        "--config", "tiny", "--folds", "2", "--seeds", "2", "--workers", "2",
         "--db", str(tmp_path / "dreamer.duckdb"), "--out", str(out), "--metrics-out", str(tmp_path / "sweep.json"),
     ]  # fmt: skip
+    runs = out / "linear-BTCUSDT-5" / "base" / "runs"
+    first_try = subprocess.Popen(
+        command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("seed-*/fold-*/result.json")):
+        assert first_try.poll() is None and time.monotonic() < deadline, "the first try wrote no result"
+        time.sleep(0.2)
+    os.killpg(first_try.pid, signal.SIGKILL)
+    first_try.wait()
+    finished = {path: path.stat().st_mtime_ns for path in runs.glob("seed-*/fold-*/result.json")}
+    assert 1 <= len(finished) < 4
+
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=540, check=False)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "| BTCUSDT/5 | base | 2 |" in done.stdout
+    assert "| BTCUSDT/5 | base | 4 |" in done.stdout
     assert not (work / "mlflow").exists()  # nothing fell back to a local store
+    assert len(list(runs.glob("seed-*/fold-*/result.json"))) == 4
+    assert {path: path.stat().st_mtime_ns for path in finished} == finished  # kept, not redone
 
     summary = json.loads((tmp_path / "sweep.json").read_text())
     client = MlflowClient(str(mlflow_server["url"]))
@@ -72,7 +91,9 @@ def test_sweep_logs_to_an_mlflow_server_over_http(tmp_path: Path, mlflow_server:
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
-    assert sorted(child.data.tags["fold"] for child in children) == ["0", "1"]
+    assert sorted((child.data.tags["seed"], child.data.tags["fold"]) for child in children) == [
+        ("0", "0"), ("0", "1"), ("1", "0"), ("1", "1"),
+    ]  # fmt: skip
     for child in children:
         result = json.loads(
             Path(client.download_artifacts(child.info.run_id, "result.json", str(tmp_path))).read_text()
@@ -83,4 +104,4 @@ def test_sweep_logs_to_an_mlflow_server_over_http(tmp_path: Path, mlflow_server:
     table = Path(client.download_artifacts(parent.info.run_id, "summary.md", str(tmp_path / "read-back")))
     assert table.read_text() == (out / "summary.md").read_text()
     served = {path.name for path in Path(mlflow_server["artifacts"]).rglob("*") if path.is_file()}
-    assert {"summary.md", "summary.json", "seed-0.npz", "result.json"} <= served
+    assert {"summary.md", "summary.json", "seed-0.npz", "seed-1.npz", "result.json"} <= served
