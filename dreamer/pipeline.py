@@ -274,12 +274,13 @@ def stage_evaluate(
     logger: logging.Logger | logging.LoggerAdapter[Any] = log,
     ppo_model: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Backtest the agent and the baselines on the test split, score the world model's forecasts there,
-    draw the plots and the tear sheet. Writes `metrics.json` and every backtest bar by bar (`backtests.npz`,
-    `dreamer.research.backtests`: what a paired comparison with another agent on this window, or the stitching
-    of a walk-forward's test windows, needs; the baseline `random`: its first seed); returns its content plus
-    the file paths. Logs each of these steps, with its duration, to `logger` as it ends. `ppo_model`: a
-    `stage_train_ppo` model directory, traded as the baseline `ppo`."""
+    """Backtest the agent and the baselines on the test split and, unless `evaluation.diagnostics` is off,
+    score the world model's forecasts there and draw the plots and the tear sheet. Writes `metrics.json` and
+    every backtest bar by bar (`backtests.npz`, `dreamer.research.backtests`: what a paired comparison with
+    another agent on this window, or the stitching of a walk-forward's test windows, needs; the baseline
+    `random`: its first seed); returns its content plus the file paths. Logs each of these steps, with its
+    duration, to `logger` as it ends. `ppo_model`: a `stage_train_ppo` model directory, traded as the
+    baseline `ppo`."""
     from dreamer.evaluation.diagnostics import load_critic, policy_diagnostics
     from dreamer.evaluation.forecast import forecast_metrics
     from dreamer.evaluation.report import jsonable, write_json, write_plots
@@ -294,31 +295,36 @@ def stage_evaluate(
     policy, evaluation = backtest_test_split(dataset, agent_checkpoint, cfg, logger=logger, ppo_model=ppo_model)
     window = evaluation.window
     backtests_path = save_backtests(out / BACKTESTS_FILE, evaluation.results, window.open_time_ms)
-    with logged_duration(logger, "evaluation: world-model forecasts"):
-        forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
-    with logged_duration(logger, "evaluation: diagnostics"):
-        critic = load_critic(agent_checkpoint, policy)
-        diagnostics = policy_diagnostics(
-            policy,
-            critic,
-            evaluation.inputs,
-            evaluation.results["agent"],
-            out,
-            funding=dataset.funding.take(window.rows),
-            seed=dreamer_cfg.seed,
-        )
-    with logged_duration(logger, "evaluation: plots"):
-        plots = write_plots(
-            evaluation,
-            dataset,
-            policy.world_model,
-            out,
-            horizon=dreamer_cfg.imagination_horizon,
-            context=dreamer_cfg.sequence_length,
-            seed=dreamer_cfg.seed,
-        )
-    with logged_duration(logger, "evaluation: tear sheet"):
-        tearsheet = write_tearsheet(evaluation, dataset, out / TEARSHEET_FILE, config_name=cfg.name)
+    forecasts: dict[str, float] = {}
+    diagnostics: dict[str, Any] = {}
+    plots: dict[str, str] = {}
+    tearsheet: Path | None = None
+    if cfg.evaluation.diagnostics:
+        with logged_duration(logger, "evaluation: world-model forecasts"):
+            forecasts = forecast_metrics(policy.world_model, dataset, "test", seed=dreamer_cfg.seed)
+        with logged_duration(logger, "evaluation: diagnostics"):
+            critic = load_critic(agent_checkpoint, policy)
+            diagnostics = policy_diagnostics(
+                policy,
+                critic,
+                evaluation.inputs,
+                evaluation.results["agent"],
+                out,
+                funding=dataset.funding.take(window.rows),
+                seed=dreamer_cfg.seed,
+            )
+        with logged_duration(logger, "evaluation: plots"):
+            plots = write_plots(
+                evaluation,
+                dataset,
+                policy.world_model,
+                out,
+                horizon=dreamer_cfg.imagination_horizon,
+                context=dreamer_cfg.sequence_length,
+                seed=dreamer_cfg.seed,
+            )
+        with logged_duration(logger, "evaluation: tear sheet"):
+            tearsheet = write_tearsheet(evaluation, dataset, out / TEARSHEET_FILE, config_name=cfg.name)
     report = {**evaluation.report, "world_model": jsonable(forecasts), "diagnostics": jsonable(diagnostics)}
     metrics_path = write_json(out / "metrics.json", report)
     return {
@@ -326,7 +332,7 @@ def stage_evaluate(
         "metrics_path": str(metrics_path),
         "backtests_path": str(backtests_path),
         "plots": plots,
-        "tearsheet": str(tearsheet),
+        "tearsheet": None if tearsheet is None else str(tearsheet),
     }
 
 

@@ -120,3 +120,27 @@ def test_bad_arguments_are_clear_errors(tmp_path: Path, capsys) -> None:
     assert walk_forward(tmp_path, "--folds", "0") == 1
     assert "walk_forward.folds must be in [1, 1,000], got 0" in capsys.readouterr().err
     assert not (tmp_path / "db.duckdb").exists()  # rejected before anything ran
+
+
+@pytest.mark.slow
+def test_evaluation_without_diagnostics_backtests_the_same(tmp_path: Path) -> None:
+    """`evaluation.diagnostics: false` (the `sweep` config) skips the forecast scores, diagnostics, plots and
+    tear sheet, and changes no backtest: the agent's and every baseline's numbers are those of a full one."""
+    from dreamer.config import load_config
+    from dreamer.pipeline import stage_evaluate
+
+    assert walk_forward(tmp_path, "--folds", "1") == 0
+    fold = tmp_path / "wf" / "runs" / "seed-0" / "fold-0"
+    full = json.loads((fold / "evaluation" / "metrics.json").read_text())
+    lean = stage_evaluate(
+        tmp_path / "wf" / "folds" / "fold-0",
+        fold / "agent" / "checkpoint.pt",
+        load_config("tiny", {"evaluation": {"diagnostics": False}}),
+        tmp_path / "lean",
+        ppo_model=fold / "ppo",
+    )
+    assert full["world_model"] and full["diagnostics"]
+    assert lean["agent"] == full["agent"] and lean["baselines"] == full["baselines"]
+    assert lean["comparison"] == full["comparison"]
+    assert lean["world_model"] == {} and lean["plots"] == {} and lean["tearsheet"] is None
+    assert sorted(path.name for path in (tmp_path / "lean").iterdir()) == ["backtests.npz", "metrics.json"]
