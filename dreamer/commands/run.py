@@ -60,11 +60,15 @@ def register(subparsers: Any) -> None:
     add_threads_arg(parser)
     parser.add_argument("--run-dir", help="directory of this run's outputs (rerun with the same one to resume)")
     parser.add_argument("--metrics-out", help="also write the report JSON here")
+    add_prefect_api_arg(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_prefect_api_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--prefect-api-url",
         help="report to this Prefect server (e.g. http://127.0.0.1:4200/api, `make up`'s) instead of a temporary one",
     )
-    parser.set_defaults(handler=run)
 
 
 def add_threads_arg(parser: argparse.ArgumentParser) -> None:

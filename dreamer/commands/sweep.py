@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamer.commands.common import add_command, add_config_arg, add_db_arg, add_span_args, db_path_of
-from dreamer.commands.run import add_threads_arg
+from dreamer.commands.run import add_prefect_api_arg, add_threads_arg
 from dreamer.commands.walk_forward import add_walk_forward_args, config_overrides
 
 EXAMPLES = """examples:
@@ -60,10 +60,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--dask-address", help="run the tasks on this Dask scheduler's workers (e.g. tcp://host:8786)")
     parser.add_argument("--out", help="directory of the sweep (rerun with the same one to resume)")
     parser.add_argument("--metrics-out", help="also write the summary JSON here")
-    parser.add_argument(
-        "--prefect-api-url",
-        help="report to this Prefect server (e.g. http://127.0.0.1:4200/api, `make up`'s) instead of a temporary one",
-    )
+    add_prefect_api_arg(parser)
     parser.set_defaults(handler=run)
 
 
