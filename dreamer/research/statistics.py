@@ -472,7 +472,7 @@ def _verdict(symbol: str, config: str, summary: dict[str, Any], n_configs: int, 
     elif ci[0] > 0 and dsr is None:
         judgement = "positive across folds, with no deflated Sharpe ratio to confirm it"
     elif ci[0] > 0:
-        judgement = f"positive across folds, but not significant after deflating for {n_configs} configs"
+        judgement = f"positive across folds, but not significant after deflating for {_count(n_configs, 'config')}"
     elif ci[1] < 0:
         judgement = "a consistent loss"
     else:
@@ -485,10 +485,14 @@ def _verdict(symbol: str, config: str, summary: dict[str, Any], n_configs: int, 
     )
     parts = [
         f"{symbol}/{config}: {judgement}: mean Sharpe {summary['sharpe']:.2f}{interval} over "
-        f"{summary['seeds']} seeds x {summary['folds']} folds" + (f" ({spread})" if spread else "")
+        f"{_count(summary['seeds'], 'seed')} x {_count(summary['folds'], 'fold')}" + (f" ({spread})" if spread else "")
     ]
     if summary["baselines"]:
         wins = ", ".join(f"{name} on {row['folds_won']}/{row['folds']}" for name, row in summary["baselines"].items())
         parts.append(f"beats {wins} folds")
-    parts.append("DSR n/a" if dsr is None else f"DSR {dsr:.2f} ({n_configs} configs tried)")
+    parts.append("DSR n/a" if dsr is None else f"DSR {dsr:.2f} ({_count(n_configs, 'config')} tried)")
     return "; ".join(parts)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -273,6 +273,9 @@ def test_verdict_line_for_no_edge():
         f"3 folds (seed std 1.41, fold std 1.73); beats buy_and_hold on 1/3, flat on 2/3 folds; "
         f"DSR {dsr:.2f} (3 configs tried)"
     )
+    one_seed = [record for record in _folds() if record["seed"] == 0]
+    single = summarise(one_seed, _stitched("demo", (0.4,)), n_configs=1)["symbols"]["BTCUSDT"]["verdict"]
+    assert " over 1 seed x 3 folds;" in single and single.endswith("(1 config tried)")
 
 
 def test_verdicts_for_an_edge_a_loss_and_an_undeflated_edge():
